@@ -1,0 +1,136 @@
+//! The `swipebot` command line: subcommands and what each prints.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::vision::batch;
+use crate::vision::scorer::{Device, Scorer, ScorerOptions};
+
+/// Command-line arguments of `swipebot`.
+#[derive(Debug, Parser)]
+#[command(
+    name = "swipebot",
+    version,
+    about = "Score dating-profile photos with your own GoogLeNet and swipe accordingly"
+)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print each image's LIKE probability and the decision at the model's threshold.
+    Score(ScoreArgs),
+}
+
+/// Arguments of `swipebot score`.
+#[derive(Debug, clap::Args)]
+pub struct ScoreArgs {
+    /// ONNX model exported by `train`.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// One JSON object per image instead of tab-separated text.
+    #[arg(long)]
+    pub json: bool,
+    /// Decision threshold (default: the one recommended in the model).
+    #[arg(long)]
+    pub threshold: Option<f32>,
+    /// `cpu` or `cuda` (falls back to the CPU with a warning when CUDA cannot be used).
+    #[arg(long, value_enum, default_value = "cpu")]
+    pub device: DeviceArg,
+    /// ONNX Runtime library (default: ORT_DYLIB_PATH, then where scripts/setup.sh installs it).
+    #[arg(long)]
+    pub ort_library: Option<PathBuf>,
+    /// Images per inference batch.
+    #[arg(long, default_value_t = 8)]
+    pub batch_size: usize,
+    /// Threads inside ONNX Runtime.
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+    /// Images to score (JPEG, PNG or WebP).
+    #[arg(required = true)]
+    pub images: Vec<PathBuf>,
+}
+
+/// `--device` values.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum DeviceArg {
+    /// ONNX Runtime's CPU provider.
+    Cpu,
+    /// ONNX Runtime's CUDA provider.
+    Cuda,
+}
+
+/// Exit code when some images could not be scored (the others were).
+pub const EXIT_SOME_FAILED: u8 = 1;
+/// Exit code when nothing could run (model or runtime missing).
+pub const EXIT_FATAL: u8 = 2;
+
+/// Runs `swipebot score`: one line per image on stdout, errors on stderr (and in the JSON lines).
+pub fn score(args: ScoreArgs) -> ExitCode {
+    let options = ScorerOptions {
+        library: args.ort_library.clone(),
+        device: match args.device {
+            DeviceArg::Cpu => Device::Cpu,
+            DeviceArg::Cuda => Device::Cuda,
+        },
+        intra_threads: args.threads,
+        ..ScorerOptions::default()
+    };
+    let mut scorer = match Scorer::load(&args.model, &options) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_FATAL);
+        }
+    };
+    let threshold = args.threshold.unwrap_or(scorer.info().threshold);
+    let decode_threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let images = &args.images;
+    let results = match batch::score_all(
+        &mut scorer,
+        images.len(),
+        |i| std::fs::read(&images[i]).map_err(|e| e.to_string()),
+        args.batch_size,
+        decode_threads,
+    ) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_FATAL);
+        }
+    };
+    let mut failed = 0;
+    for (path, result) in images.iter().zip(results) {
+        match result {
+            Ok(score) => {
+                let decision = if score >= threshold { "like" } else { "pass" };
+                if args.json {
+                    println!(
+                        "{}",
+                        serde_json::json!({"image": path, "score": score, "threshold": threshold, "decision": decision})
+                    );
+                } else {
+                    println!("{}\t{score:.4}\t{decision}", path.display());
+                }
+            }
+            Err(e) => {
+                failed += 1;
+                if args.json {
+                    println!("{}", serde_json::json!({"image": path, "error": e.0}));
+                }
+                eprintln!("error: {}: {e}", path.display());
+            }
+        }
+    }
+    if failed > 0 {
+        ExitCode::from(EXIT_SOME_FAILED)
+    } else {
+        ExitCode::SUCCESS
+    }
+}

@@ -1,0 +1,13 @@
+//! swipebot: scores every photo of a dating profile with a GoogLeNet trained on your own `like/` and
+//! `nope/` folders, and swipes right when any photo scores at or above the model's threshold.
+//!
+//! The library holds everything; the binaries in `src/bin` only parse arguments and call in.
+//! See ARCHITECTURE.md for the path of a photo from URL to decision.
+
+#![warn(missing_docs)]
+
+pub mod cli;
+pub mod fsutil;
+pub mod model_info;
+pub mod synth;
+pub mod vision;

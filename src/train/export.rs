@@ -1,0 +1,290 @@
+//! Writes a trained network as an ONNX model the daemon can load: the graph is built by walking the
+//! same layer list as the libtorch module, the weights come from its var store, and the model's
+//! contract ([`ModelInfo`]) goes into the metadata.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use anyhow::{bail, Context};
+use onnx_protobuf::attribute_proto::AttributeType;
+use onnx_protobuf::tensor_proto::DataType;
+use onnx_protobuf::tensor_shape_proto::{dimension, Dimension};
+use onnx_protobuf::{
+    type_proto, AttributeProto, GraphProto, Message, ModelProto, NodeProto, OperatorSetIdProto,
+    StringStringEntryProto, TensorProto, TensorShapeProto, TypeProto, ValueInfoProto,
+};
+use protobuf::{EnumOrUnknown, MessageField};
+use tch::nn::VarStore;
+use tch::Tensor;
+
+use crate::googlenet::{Layer, LAYERS, LRN};
+use crate::model::{NetShape, MEAN, SCALE};
+use swipebot::model_info::{ModelInfo, INPUT_NAME, OUTPUT_NAME};
+
+/// The ONNX operator set the graph is written against.
+pub const OPSET: i64 = 17;
+/// The ONNX IR version matching [`OPSET`].
+const IR_VERSION: i64 = 8;
+
+/// Collects nodes and initializers while the layer list is walked.
+struct GraphBuilder {
+    weights: HashMap<String, Tensor>,
+    graph: GraphProto,
+    counter: usize,
+}
+
+fn attr(name: &str, kind: AttributeType, fill: impl FnOnce(&mut AttributeProto)) -> AttributeProto {
+    let mut a = AttributeProto {
+        name: name.to_string(),
+        type_: EnumOrUnknown::new(kind),
+        ..Default::default()
+    };
+    fill(&mut a);
+    a
+}
+
+fn ints(name: &str, values: &[i64]) -> AttributeProto {
+    attr(name, AttributeType::INTS, |a| a.ints = values.to_vec())
+}
+
+fn int(name: &str, value: i64) -> AttributeProto {
+    attr(name, AttributeType::INT, |a| a.i = value)
+}
+
+fn float(name: &str, value: f64) -> AttributeProto {
+    attr(name, AttributeType::FLOAT, |a| a.f = value as f32)
+}
+
+fn float_tensor(name: &str, dims: &[i64], data: &[f32]) -> TensorProto {
+    TensorProto {
+        name: name.to_string(),
+        dims: dims.to_vec(),
+        data_type: DataType::FLOAT as i32,
+        raw_data: data.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        ..Default::default()
+    }
+}
+
+fn tensor_value(name: &str, dims: &[Option<i64>]) -> ValueInfoProto {
+    let dim = dims
+        .iter()
+        .map(|d| Dimension {
+            value: Some(match d {
+                Some(v) => dimension::Value::DimValue(*v),
+                None => dimension::Value::DimParam("N".to_string()),
+            }),
+            ..Default::default()
+        })
+        .collect();
+    let tensor = type_proto::Tensor {
+        elem_type: DataType::FLOAT as i32,
+        shape: MessageField::some(TensorShapeProto {
+            dim,
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    ValueInfoProto {
+        name: name.to_string(),
+        type_: MessageField::some(TypeProto {
+            value: Some(type_proto::Value::TensorType(tensor)),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+impl GraphBuilder {
+    /// Moves the var-store tensor `name` into the graph as an initializer and returns its name.
+    fn initializer(&mut self, name: &str) -> anyhow::Result<String> {
+        let tensor = self
+            .weights
+            .remove(name)
+            .with_context(|| format!("the network has no parameter `{name}`"))?;
+        let dims = tensor.size();
+        let data = Vec::<f32>::try_from(
+            tensor
+                .to_device(tch::Device::Cpu)
+                .to_kind(tch::Kind::Float)
+                .flatten(0, -1),
+        )
+        .with_context(|| format!("reading parameter `{name}`"))?;
+        self.graph
+            .initializer
+            .push(float_tensor(name, &dims, &data));
+        Ok(name.to_string())
+    }
+
+    /// A constant that is not a network parameter (the temperature).
+    fn constant(&mut self, name: &str, dims: &[i64], data: &[f32]) -> String {
+        self.graph.initializer.push(float_tensor(name, dims, data));
+        name.to_string()
+    }
+
+    /// Appends a node and returns the name of its (single) output.
+    fn node(&mut self, op: &str, inputs: &[&str], attributes: Vec<AttributeProto>) -> String {
+        self.counter += 1;
+        let output = format!("{}_{}", op.to_lowercase(), self.counter);
+        self.graph.node.push(NodeProto {
+            op_type: op.to_string(),
+            name: output.clone(),
+            input: inputs.iter().map(|s| s.to_string()).collect(),
+            output: vec![output.clone()],
+            attribute: attributes,
+            ..Default::default()
+        });
+        output
+    }
+
+    /// Convolution with bias, then ReLU.
+    fn conv_relu(
+        &mut self,
+        x: &str,
+        prefix: &str,
+        kernel: i64,
+        stride: i64,
+        pad: i64,
+    ) -> anyhow::Result<String> {
+        let w = self.initializer(&format!("{prefix}.weight"))?;
+        let b = self.initializer(&format!("{prefix}.bias"))?;
+        let attrs = vec![
+            ints("kernel_shape", &[kernel, kernel]),
+            ints("strides", &[stride, stride]),
+            ints("pads", &[pad; 4]),
+        ];
+        let y = self.node("Conv", &[x, &w, &b], attrs);
+        Ok(self.node("Relu", &[&y], vec![]))
+    }
+
+    fn max_pool(&mut self, x: &str, kernel: i64, stride: i64, pad: i64, ceil: bool) -> String {
+        let attrs = vec![
+            ints("kernel_shape", &[kernel, kernel]),
+            ints("strides", &[stride, stride]),
+            ints("pads", &[pad; 4]),
+            int("ceil_mode", i64::from(ceil)),
+        ];
+        self.node("MaxPool", &[x], attrs)
+    }
+}
+
+/// Builds the ONNX model of a network whose parameters are in `vs`, with `info` as its metadata.
+pub fn build_model(vs: &VarStore, shape: NetShape, info: &ModelInfo) -> anyhow::Result<ModelProto> {
+    if i64::from(info.input_size) != shape.input_size
+        || info.recipe.channels.count() as i64 != shape.channels
+    {
+        bail!(
+            "model metadata ({}x{}, {} channels) does not match the network ({}x{}, {} channels)",
+            info.input_size,
+            info.input_size,
+            info.recipe.channels.count(),
+            shape.input_size,
+            shape.input_size,
+            shape.channels
+        );
+    }
+    let mut b = GraphBuilder {
+        weights: vs.variables(),
+        graph: GraphProto {
+            name: "swipebot-googlenet".into(),
+            ..Default::default()
+        },
+        counter: 0,
+    };
+    let mean = b.initializer(MEAN)?;
+    let scale = b.initializer(SCALE)?;
+    let centred = b.node("Sub", &[INPUT_NAME, &mean], vec![]);
+    let mut x = b.node("Mul", &[&centred, &scale], vec![]);
+    for layer in LAYERS {
+        x = match *layer {
+            Layer::Conv {
+                name,
+                kernel,
+                stride,
+                pad,
+                ..
+            } => b.conv_relu(&x, name, kernel, stride, pad)?,
+            Layer::MaxPool { kernel, stride } => b.max_pool(&x, kernel, stride, 0, true),
+            Layer::Lrn => {
+                let attrs = vec![
+                    int("size", LRN.size),
+                    float("alpha", LRN.alpha),
+                    float("beta", LRN.beta),
+                    float("bias", LRN.k),
+                ];
+                b.node("LRN", &[&x], attrs)
+            }
+            Layer::Inception { name, spec } => {
+                let mut ends = Vec::with_capacity(4);
+                ends.push(b.conv_relu(&x, &format!("{name}.b1"), 1, 1, 0)?);
+                let r = b.conv_relu(&x, &format!("{name}.b2_reduce"), 1, 1, 0)?;
+                ends.push(b.conv_relu(&r, &format!("{name}.b2"), 3, 1, 1)?);
+                let r = b.conv_relu(&x, &format!("{name}.b3_reduce"), 1, 1, 0)?;
+                ends.push(b.conv_relu(&r, &format!("{name}.b3"), 5, 1, 2)?);
+                let pooled = b.max_pool(&x, 3, 1, 1, false);
+                ends.push(b.conv_relu(&pooled, &format!("{name}.b4"), 1, 1, 0)?);
+                debug_assert_eq!(spec.convs(0).len(), 6, "six convolutions a module");
+                let refs: Vec<&str> = ends.iter().map(String::as_str).collect();
+                b.node("Concat", &refs, vec![int("axis", 1)])
+            }
+            Layer::GlobalAvgPool => {
+                let pooled = b.node("GlobalAveragePool", &[&x], vec![]);
+                b.node("Flatten", &[&pooled], vec![int("axis", 1)])
+            }
+            // Dropout is the identity at inference.
+            Layer::Dropout(_) => x,
+            Layer::Classifier { name } => {
+                let w = b.initializer(&format!("{name}.weight"))?;
+                let bias = b.initializer(&format!("{name}.bias"))?;
+                b.node("Gemm", &[&x, &w, &bias], vec![int("transB", 1)])
+            }
+        };
+    }
+    let temperature = b.constant("temperature", &[], &[info.temperature]);
+    let scaled = b.node("Div", &[&x, &temperature], vec![]);
+    let prob = b.node("Softmax", &[&scaled], vec![int("axis", 1)]);
+    // Name the final output as the contract says.
+    b.graph.node.last_mut().expect("softmax node").output = vec![OUTPUT_NAME.to_string()];
+    debug_assert_eq!(prob, format!("softmax_{}", b.counter));
+    if let Some(left) = b.weights.keys().next() {
+        bail!("parameter `{left}` is not used by the exported graph: the layer list and the module disagree");
+    }
+    let (c, s) = (shape.channels, shape.input_size);
+    b.graph
+        .input
+        .push(tensor_value(INPUT_NAME, &[None, Some(c), Some(s), Some(s)]));
+    b.graph
+        .output
+        .push(tensor_value(OUTPUT_NAME, &[None, Some(shape.classes)]));
+
+    Ok(ModelProto {
+        ir_version: IR_VERSION,
+        opset_import: vec![OperatorSetIdProto {
+            domain: String::new(),
+            version: OPSET,
+            ..Default::default()
+        }],
+        producer_name: "swipebot".into(),
+        producer_version: env!("CARGO_PKG_VERSION").into(),
+        doc_string:
+            "GoogLeNet LIKE/NOPE classifier; see models/README.md for the metadata contract".into(),
+        graph: MessageField::some(b.graph),
+        metadata_props: info
+            .to_properties()
+            .into_iter()
+            .map(|(key, value)| StringStringEntryProto {
+                key: key.to_string(),
+                value,
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    })
+}
+
+/// Exports to `path`, atomically: the file appears whole or not at all.
+pub fn export(vs: &VarStore, shape: NetShape, info: &ModelInfo, path: &Path) -> anyhow::Result<()> {
+    let model = build_model(vs, shape, info)?;
+    let bytes = model.write_to_bytes().context("encoding the ONNX model")?;
+    swipebot::fsutil::write_atomic(path, &bytes)
+        .with_context(|| format!("writing model {}", path.display()))
+}

@@ -1,0 +1,264 @@
+//! The GoogLeNet of [`crate::googlenet`] as a libtorch module, with its input normalisation.
+//!
+//! The module takes raw pixels (0..=255, as preprocessing produces them), subtracts the training mean
+//! image, multiplies by a per-channel scale, runs the network and returns logits. Mean and scale live
+//! in the var store (not trained) so checkpoints and the ONNX export carry them.
+
+use tch::nn::{self, Module};
+use tch::{Kind, Tensor};
+
+use crate::googlenet::{self, Layer, Lrn, LAYERS};
+
+/// The shape of a network: input side, channels and number of classes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NetShape {
+    /// Side of the square input (224 by default; 64 or 96 for quick CPU runs).
+    pub input_size: i64,
+    /// 1 (grayscale) or 3 (RGB).
+    pub channels: i64,
+    /// Output classes (2: nope, like).
+    pub classes: i64,
+}
+
+/// Name of the mean image in the var store: `[1, C, S, S]`.
+pub const MEAN: &str = "normalize.mean";
+/// Name of the per-channel scale in the var store: `[1, C, 1, 1]`.
+pub const SCALE: &str = "normalize.scale";
+
+enum Block {
+    Conv(nn::Conv2D),
+    MaxPool { kernel: i64, stride: i64 },
+    Lrn,
+    Inception(Box<[nn::Conv2D; 6]>),
+    GlobalAvgPool,
+    Dropout(f64),
+    Classifier(nn::Linear),
+}
+
+/// The trainable network.
+pub struct GoogLeNet {
+    blocks: Vec<Block>,
+    mean: Tensor,
+    scale: Tensor,
+    shape: NetShape,
+}
+
+/// PyTorch's default initialisation, uniform in +-1/sqrt(fan_in) for weights and biases. tch's own
+/// default (Kaiming uniform, zero bias) made this network diverge at the recipe's learning rate.
+fn uniform(fan_in: i64) -> nn::Init {
+    let bound = 1.0 / (fan_in as f64).sqrt();
+    nn::Init::Uniform {
+        lo: -bound,
+        up: bound,
+    }
+}
+
+fn conv(path: nn::Path, input: i64, out: i64, kernel: i64, stride: i64, pad: i64) -> nn::Conv2D {
+    let init = uniform(input * kernel * kernel);
+    let config = nn::ConvConfig {
+        stride,
+        padding: pad,
+        ws_init: init,
+        bs_init: init,
+        ..Default::default()
+    };
+    nn::conv2d(path, input, out, kernel, config)
+}
+
+impl GoogLeNet {
+    /// Creates the network's variables under `root`, freshly initialised; mean 0 and scale 1 until
+    /// [`GoogLeNet::set_normalization`] is called.
+    pub fn new(root: &nn::Path, shape: NetShape) -> Self {
+        let mut channels = shape.channels;
+        let mut blocks = Vec::with_capacity(LAYERS.len());
+        for layer in LAYERS {
+            blocks.push(match *layer {
+                Layer::Conv {
+                    name,
+                    out,
+                    kernel,
+                    stride,
+                    pad,
+                } => {
+                    let c = conv(root / name, channels, out, kernel, stride, pad);
+                    channels = out;
+                    Block::Conv(c)
+                }
+                Layer::MaxPool { kernel, stride } => Block::MaxPool { kernel, stride },
+                Layer::Lrn => Block::Lrn,
+                Layer::Inception { name, spec } => {
+                    let convs = spec
+                        .convs(channels)
+                        .map(|(suffix, i, o, k, p)| conv(root / name / suffix, i, o, k, 1, p));
+                    channels = spec.out_channels();
+                    Block::Inception(Box::new(convs))
+                }
+                Layer::GlobalAvgPool => Block::GlobalAvgPool,
+                Layer::Dropout(p) => Block::Dropout(p),
+                Layer::Classifier { name } => {
+                    let init = uniform(channels);
+                    let config = nn::LinearConfig {
+                        ws_init: init,
+                        bs_init: Some(init),
+                        bias: true,
+                    };
+                    Block::Classifier(nn::linear(root / name, channels, shape.classes, config))
+                }
+            });
+        }
+        let norm = root / "normalize";
+        let s = shape.input_size;
+        let mean = norm.zeros_no_train("mean", &[1, shape.channels, s, s]);
+        let scale = norm.ones_no_train("scale", &[1, shape.channels, 1, 1]);
+        GoogLeNet {
+            blocks,
+            mean,
+            scale,
+            shape,
+        }
+    }
+
+    /// The network's shape.
+    pub fn shape(&self) -> NetShape {
+        self.shape
+    }
+
+    /// Sets the input normalisation: `mean` is a `[C, S, S]` mean image, `scale` one factor per channel.
+    pub fn set_normalization(&mut self, mean: &[f32], scale: &[f32]) {
+        let (c, s) = (self.shape.channels, self.shape.input_size);
+        assert_eq!(
+            mean.len() as i64,
+            c * s * s,
+            "mean image has the wrong size"
+        );
+        assert_eq!(scale.len() as i64, c, "one scale per channel");
+        tch::no_grad(|| {
+            self.mean.copy_(
+                &Tensor::from_slice(mean)
+                    .view([1, c, s, s])
+                    .to_device(self.mean.device()),
+            );
+            self.scale.copy_(
+                &Tensor::from_slice(scale)
+                    .view([1, c, 1, 1])
+                    .to_device(self.scale.device()),
+            );
+        });
+    }
+
+    /// Logits for a batch of raw pixels `[N, C, S, S]` in 0..=255; `train` enables dropout.
+    pub fn logits(&self, pixels: &Tensor, train: bool) -> Tensor {
+        let mut x = (pixels - &self.mean) * &self.scale;
+        for block in &self.blocks {
+            x = match block {
+                Block::Conv(c) => c.forward(&x).relu(),
+                Block::MaxPool { kernel, stride } => {
+                    x.max_pool2d([*kernel, *kernel], [*stride, *stride], [0, 0], [1, 1], true)
+                }
+                Block::Lrn => lrn(&x, &googlenet::LRN),
+                Block::Inception(convs) => {
+                    let [b1, b2r, b2, b3r, b3, b4] = convs.as_ref();
+                    let pooled = x.max_pool2d([3, 3], [1, 1], [1, 1], [1, 1], false);
+                    Tensor::cat(
+                        &[
+                            b1.forward(&x).relu(),
+                            b2.forward(&b2r.forward(&x).relu()).relu(),
+                            b3.forward(&b3r.forward(&x).relu()).relu(),
+                            b4.forward(&pooled).relu(),
+                        ],
+                        1,
+                    )
+                }
+                Block::GlobalAvgPool => x.adaptive_avg_pool2d([1, 1]).flatten(1, -1),
+                Block::Dropout(p) => x.dropout(*p, train),
+                Block::Classifier(linear) => linear.forward(&x),
+            };
+        }
+        x
+    }
+
+    /// Class probabilities in evaluation mode: softmax of the logits divided by `temperature`,
+    /// exactly what the exported graph computes.
+    pub fn probabilities(&self, pixels: &Tensor, temperature: f64) -> Tensor {
+        tch::no_grad(|| (self.logits(pixels, false) / temperature).softmax(-1, Kind::Float))
+    }
+}
+
+/// Across-channel local response normalisation from libtorch primitives (tch has no LRN):
+/// `x / (k + alpha * mean(x^2 over `size` neighbouring channels))^beta`, with zero padding at the
+/// channel edges, as in Caffe, PyTorch and ONNX's `LRN`.
+pub fn lrn(x: &Tensor, p: &Lrn) -> Tensor {
+    let squares = x.square().unsqueeze(1);
+    let before = p.size / 2;
+    let after = (p.size - 1) / 2;
+    let padded = squares.constant_pad_nd([0, 0, 0, 0, before, after]);
+    let mean = padded
+        .avg_pool3d(
+            [p.size, 1, 1],
+            [1, 1, 1],
+            [0, 0, 0],
+            false,
+            true,
+            None::<i64>,
+        )
+        .squeeze_dim(1);
+    x / (mean * p.alpha + p.k).pow_tensor_scalar(p.beta)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::Device;
+
+    #[test]
+    fn lrn_matches_a_direct_computation() {
+        let x = Tensor::randn([2, 7, 3, 4], (Kind::Double, Device::Cpu)) * 10.0;
+        let p = Lrn {
+            size: 5,
+            alpha: 0.01,
+            beta: 0.75,
+            k: 2.0,
+        };
+        let y = lrn(&x, &p);
+        let (n, c, h, w) = x.size4().unwrap();
+        let mut worst = 0f64;
+        for ni in 0..n {
+            for ci in 0..c {
+                for hi in 0..h {
+                    for wi in 0..w {
+                        let lo = (ci - 2).max(0);
+                        let hi_c = (ci + 2).min(c - 1);
+                        let sum: f64 = (lo..=hi_c)
+                            .map(|j| x.double_value(&[ni, j, hi, wi]).powi(2))
+                            .sum();
+                        let v = x.double_value(&[ni, ci, hi, wi]);
+                        let expected = v / (p.k + p.alpha * sum / p.size as f64).powf(p.beta);
+                        worst = worst.max((y.double_value(&[ni, ci, hi, wi]) - expected).abs());
+                    }
+                }
+            }
+        }
+        assert!(
+            worst < 1e-9,
+            "LRN differs from the direct computation by {worst}"
+        );
+    }
+
+    #[test]
+    fn forward_gives_one_probability_pair_per_image_at_small_and_full_sizes() {
+        for (size, channels) in [(64, 1), (96, 3), (224, 1)] {
+            let vs = nn::VarStore::new(Device::Cpu);
+            let shape = NetShape {
+                input_size: size,
+                channels,
+                classes: 2,
+            };
+            let net = GoogLeNet::new(&vs.root(), shape);
+            let x = Tensor::rand([2, channels, size, size], (Kind::Float, Device::Cpu)) * 255.0;
+            let p = net.probabilities(&x, 1.0);
+            assert_eq!(p.size(), [2, 2]);
+            let sums = p.sum_dim_intlist(1, false, Kind::Float);
+            assert!((sums - 1.0).abs().max().double_value(&[]) < 1e-5);
+        }
+    }
+}

@@ -1,0 +1,145 @@
+//! The libtorch network, its ONNX export, the official checker and the ONNX Runtime scorer, together.
+
+mod common;
+
+use std::process::Command;
+
+use swipebot::model_info::{ModelInfo, CLASSES};
+use swipebot::vision::preprocess::{Channels, Recipe};
+use swipebot::vision::scorer::{Scorer, ScorerOptions};
+use swipebot_train::export;
+use swipebot_train::model::{GoogLeNet, NetShape};
+use tch::{nn, Device, Kind, Tensor};
+
+fn info(size: u32, channels: Channels, temperature: f32) -> ModelInfo {
+    ModelInfo {
+        input_size: size,
+        recipe: Recipe::for_input(size, channels),
+        classes: CLASSES.iter().map(|c| c.to_string()).collect(),
+        threshold: 0.37,
+        temperature,
+        trained_at: "2026-11-28T00:00:00Z".into(),
+        dataset: "nope=10,like=12".into(),
+    }
+}
+
+/// A network with a non-trivial normalisation, so the export of mean and scale is exercised.
+fn network(size: i64, channels: i64) -> (nn::VarStore, GoogLeNet, NetShape) {
+    tch::manual_seed(3);
+    let vs = nn::VarStore::new(Device::Cpu);
+    let shape = NetShape {
+        input_size: size,
+        channels,
+        classes: 2,
+    };
+    let mut net = GoogLeNet::new(&vs.root(), shape);
+    let n = (channels * size * size) as usize;
+    let mean: Vec<f32> = (0..n).map(|i| 100.0 + (i % 37) as f32).collect();
+    let scale: Vec<f32> = (0..channels).map(|c| 0.01 + 0.005 * c as f32).collect();
+    net.set_normalization(&mean, &scale);
+    (vs, net, shape)
+}
+
+#[test]
+fn exported_model_passes_the_official_onnx_checker() {
+    let dir = tempfile::tempdir().unwrap();
+    let (vs, _net, shape) = network(64, 1);
+    let path = dir.path().join("m.onnx");
+    export::export(&vs, shape, &info(64, Channels::Gray, 1.0), &path).unwrap();
+    let script = "import sys, onnx\n\
+                  m = onnx.load(sys.argv[1])\n\
+                  onnx.checker.check_model(m, full_check=True)\n\
+                  props = {p.key: p.value for p in m.metadata_props}\n\
+                  assert props['swipebot.classes'] == 'nope,like', props\n\
+                  assert max(o.version for o in m.opset_import if o.domain in ('', 'ai.onnx')) >= 17\n\
+                  print('ok', len(m.graph.node))";
+    let out = Command::new(common::python())
+        .args(["-c", script, path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "onnx.checker rejected the model:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("ok"));
+}
+
+#[test]
+fn onnx_runtime_gives_the_same_probabilities_as_libtorch() {
+    for (size, channels) in [(64i64, Channels::Gray), (96, Channels::Rgb)] {
+        let dir = tempfile::tempdir().unwrap();
+        let c = channels.count() as i64;
+        let (vs, net, shape) = network(size, c);
+        // A low temperature spreads the probabilities away from 0.5, so any difference in the
+        // logits shows in the comparison.
+        let temperature = 0.02f32;
+        let path = dir.path().join("m.onnx");
+        export::export(&vs, shape, &info(size as u32, channels, temperature), &path).unwrap();
+
+        let pixels = Tensor::rand([5, c, size, size], (Kind::Float, Device::Cpu)) * 255.0;
+        let expected = Vec::<f32>::try_from(
+            net.probabilities(&pixels, f64::from(temperature))
+                .flatten(0, -1),
+        )
+        .unwrap();
+        let mut scorer = Scorer::load(&path, &ScorerOptions::default()).unwrap();
+        let input = Vec::<f32>::try_from(pixels.flatten(0, -1)).unwrap();
+        let got = scorer.probabilities(&input).unwrap();
+        assert_eq!(got.len(), expected.len());
+        let spread = expected
+            .iter()
+            .map(|p| (p - 0.5).abs())
+            .fold(0f32, f32::max);
+        assert!(
+            spread > 0.05,
+            "probabilities too close to 0.5 to compare meaningfully: {expected:?}"
+        );
+        let worst = got
+            .iter()
+            .zip(&expected)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(
+            worst <= 1e-4,
+            "ONNX differs from libtorch by {worst} at {size}x{size}x{c}: {got:?} vs {expected:?}"
+        );
+        assert_eq!(scorer.info().temperature, temperature);
+        assert_eq!(scorer.info().threshold, 0.37);
+    }
+}
+
+#[test]
+fn train_with_zero_epochs_writes_a_model_carrying_its_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = common::untrained_model(dir.path(), 64, true);
+    let scorer = Scorer::load(&path, &ScorerOptions::default()).unwrap();
+    let info = scorer.info();
+    assert_eq!(info.input_size, 64);
+    assert_eq!(info.recipe.channels, Channels::Gray);
+    assert_eq!(info.recipe.square, 74);
+    assert_eq!(info.classes, ["nope", "like"]);
+    assert_eq!(info.threshold, 0.4);
+    assert_eq!(info.dataset, "nope=4,like=4");
+    assert_eq!(scorer.model_sha256().len(), 64);
+}
+
+#[test]
+fn a_missing_data_folder_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(common::bin("train"))
+        .args([
+            "--data",
+            dir.path().join("nothing").to_str().unwrap(),
+            "--out",
+            "x.onnx",
+            "--epochs",
+            "0",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("nothing") && err.contains("like/"), "{err}");
+}
