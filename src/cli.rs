@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use crate::config::LogFormat;
 use crate::vision::batch;
 use crate::vision::scorer::{Device, Scorer, ScorerOptions};
 
@@ -24,8 +25,59 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the daemon with a config file (the systemd service runs this).
+    Run {
+        /// The config file (see config/swipebot.toml).
+        #[arg(long)]
+        config: PathBuf,
+        /// Log format (default: the config's `log.format`).
+        #[arg(long, value_enum)]
+        log_format: Option<LogFormat>,
+    },
+    /// Test mode: decide on recorded profiles; swipes are journaled, never sent anywhere.
+    Replay(ReplayArgs),
+    /// Check a config file and print the effective settings (environment overrides applied).
+    CheckConfig {
+        /// The config file.
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Generate a demo dataset (for `train`) and recorded profiles (for `replay`).
+    DemoData {
+        /// Output folder: `dataset/` and `profiles/` are written inside.
+        #[arg(long)]
+        out: PathBuf,
+        /// Training images per class.
+        #[arg(long, default_value_t = 120)]
+        per_class: usize,
+        /// Recorded profiles.
+        #[arg(long, default_value_t = 40)]
+        profiles: usize,
+    },
     /// Print each image's LIKE probability and the decision at the model's threshold.
     Score(ScoreArgs),
+}
+
+/// Arguments of `swipebot replay`.
+#[derive(Debug, clap::Args)]
+pub struct ReplayArgs {
+    /// Recorded profiles: one sub-folder per profile with profile.json and its photos.
+    pub dir: PathBuf,
+    /// Config file for everything else (optional: built-in defaults otherwise).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// The model (overrides `model.path`).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Journal directory (overrides `state.dir`).
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
+    /// Decision threshold (overrides `model.threshold`).
+    #[arg(long)]
+    pub threshold: Option<f32>,
+    /// Log format.
+    #[arg(long, value_enum)]
+    pub log_format: Option<LogFormat>,
 }
 
 /// Arguments of `swipebot score`.

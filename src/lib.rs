@@ -6,8 +6,18 @@
 
 #![warn(missing_docs)]
 
+pub mod app;
 pub mod cli;
+pub mod config;
+pub mod daemon;
+pub mod demo;
 pub mod fsutil;
+pub mod journal;
 pub mod model_info;
+pub mod pacing;
+pub mod policy;
+pub mod profile;
+pub mod shutdown;
+pub mod source;
 pub mod synth;
 pub mod vision;

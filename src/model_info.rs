@@ -179,6 +179,12 @@ impl ModelInfo {
     }
 }
 
+/// SHA-256 of a model file's bytes, in hex: how the journal identifies the model behind a decision.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
 /// Parses a probability-like number in 0..=1.
 fn parse_unit(text: &str) -> Option<f32> {
     text.parse::<f32>().ok().filter(|v| (0.0..=1.0).contains(v))

@@ -1,17 +1,28 @@
 //! `swipebot`: the daemon and its tools. All logic lives in the library.
 
+use std::process::ExitCode;
+
 use clap::Parser;
 use swipebot::cli::{Cli, Command};
 
-fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SWIPEBOT_LOG")
-                .unwrap_or_else(|_| "warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+fn main() -> ExitCode {
     match Cli::parse().command {
-        Command::Score(args) => swipebot::cli::score(args),
+        Command::Run { config, log_format } => swipebot::app::run(config, log_format),
+        Command::Replay(args) => swipebot::app::replay(args),
+        Command::CheckConfig { config } => swipebot::app::check_config(config),
+        Command::DemoData { out, per_class, profiles } => match swipebot::demo::write(&out, swipebot::demo::DemoSize { per_class, profiles }) {
+            Ok(()) => {
+                println!("wrote {0}/dataset and {0}/profiles", out.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: writing demo data to {}: {e}", out.display());
+                ExitCode::FAILURE
+            }
+        },
+        Command::Score(args) => {
+            swipebot::app::init_logging(swipebot::config::LogFormat::Text, "warn");
+            swipebot::cli::score(args)
+        }
     }
 }

@@ -4,3 +4,4 @@ pub mod batch;
 pub mod preprocess;
 pub mod runtime;
 pub mod scorer;
+pub mod service;

@@ -10,7 +10,6 @@ use ort::ep::{self, ExecutionProvider};
 use ort::session::builder::GraphOptimizationLevel;
 use ort::session::Session;
 use ort::value::TensorRef;
-use sha2::{Digest, Sha256};
 
 use crate::model_info::{ModelInfo, ModelInfoError, INPUT_NAME, OUTPUT_NAME};
 use crate::vision::preprocess::{self, Limits, PreprocessError};
@@ -128,7 +127,7 @@ impl Scorer {
             path: path.to_path_buf(),
             source,
         })?;
-        let sha256 = hex::encode(Sha256::digest(&bytes));
+        let sha256 = crate::model_info::sha256_hex(&bytes);
         let (_, env) = runtime::environment(options.library.as_deref())?;
         let invalid = |e: &dyn fmt::Display| ScorerError::Invalid {
             path: path.to_path_buf(),

@@ -1,0 +1,195 @@
+//! Running the daemon as a process: settings, logging, the tokio runtime, signals, systemd
+//! notifications and exit codes. Kept apart from [`crate::daemon`] so tests can drive the daemon
+//! in-process and the binary stays thin.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::cli::ReplayArgs;
+use crate::config::{ConfigError, LogFormat, Settings, SourceKind};
+use crate::daemon::{Daemon, DaemonError};
+use crate::shutdown::Shutdown;
+use crate::source::replay::ReplaySource;
+use crate::source::ProfileSource;
+
+/// Exit code for a configuration error (sysexits' EX_CONFIG): systemd does not restart on it.
+pub const EXIT_CONFIG: u8 = 78;
+/// Exit code when the source refused the credentials (EX_NOPERM).
+pub const EXIT_UNAUTHORIZED: u8 = 77;
+/// Exit code for any other failure.
+pub const EXIT_FAILURE: u8 = 1;
+
+/// Sets up tracing: `format` lines at `level` (overridden by `SWIPEBOT_LOG` when set) on stderr.
+pub fn init_logging(format: LogFormat, level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SWIPEBOT_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    use std::io::IsTerminal;
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(std::io::stderr().is_terminal());
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+}
+
+fn config_error(e: &ConfigError) -> ExitCode {
+    eprintln!("error: {e}");
+    ExitCode::from(EXIT_CONFIG)
+}
+
+/// `swipebot check-config`: validates and prints the effective settings.
+pub fn check_config(path: PathBuf) -> ExitCode {
+    match Settings::load(&path) {
+        Ok(s) => {
+            print!("{}", s.to_toml());
+            ExitCode::SUCCESS
+        }
+        Err(e) => config_error(&e),
+    }
+}
+
+/// `swipebot run --config FILE`.
+pub fn run(config: PathBuf, log_format: Option<LogFormat>) -> ExitCode {
+    let settings = match Settings::load(&config) {
+        Ok(s) => s,
+        Err(e) => return config_error(&e),
+    };
+    serve(settings, Some(config), log_format)
+}
+
+/// `swipebot replay DIR`: the config file (or defaults) with the command line's overrides.
+pub fn replay(args: ReplayArgs) -> ExitCode {
+    let mut settings = match &args.config {
+        Some(path) => match Settings::load(path) {
+            Ok(s) => s,
+            Err(e) => return config_error(&e),
+        },
+        None => Settings::default(),
+    };
+    settings.source.kind = SourceKind::Replay;
+    settings.source.replay_dir = Some(args.dir.clone());
+    if let Some(m) = args.model {
+        settings.model.path = m;
+    }
+    if let Some(d) = args.state_dir {
+        settings.state.dir = d;
+    }
+    if args.threshold.is_some() {
+        settings.model.threshold = args.threshold;
+    }
+    if let Err(e) = settings.validate() {
+        return config_error(&e);
+    }
+    serve(settings, args.config, args.log_format)
+}
+
+/// Builds the configured profile source.
+fn make_source(settings: &Settings) -> Result<Arc<dyn ProfileSource>, ConfigError> {
+    match settings.source.kind {
+        SourceKind::Replay => {
+            let dir = settings.source.replay_dir.as_ref().ok_or(ConfigError::Invalid { key: "source.replay_dir", message: "is required".into() })?;
+            let timeout = Duration::from_secs(settings.pipeline.photo_timeout_secs);
+            ReplaySource::open(dir, settings.source.batch, settings.pipeline.max_photo_bytes, timeout)
+                .map(|s| Arc::new(s) as Arc<dyn ProfileSource>)
+                .map_err(|message| ConfigError::Invalid { key: "source.replay_dir", message })
+        }
+    }
+}
+
+/// Tells systemd something, when running under it (a no-op elsewhere).
+fn notify(state: &[sd_notify::NotifyState]) {
+    if let Err(e) = sd_notify::notify(state) {
+        tracing::debug!("sd_notify: {e}");
+    }
+}
+
+/// Runs the daemon to completion and maps the outcome to an exit code.
+fn serve(settings: Settings, config_path: Option<PathBuf>, log_format: Option<LogFormat>) -> ExitCode {
+    init_logging(log_format.unwrap_or(settings.log.format), &settings.log.level);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_FAILURE);
+        }
+    };
+    runtime.block_on(async move {
+        let shutdown = Shutdown::new();
+        if let Err(e) = shutdown.listen_for_signals() {
+            eprintln!("error: cannot listen for signals: {e}");
+            return ExitCode::from(EXIT_FAILURE);
+        }
+        let source = match make_source(&settings) {
+            Ok(s) => s,
+            Err(e) => return config_error(&e),
+        };
+        let daemon = match Daemon::start(settings, config_path, source, shutdown.clone()) {
+            Ok(d) => Arc::new(d),
+            Err(e) => {
+                eprintln!("error: {e}");
+                // A model, runtime or journal that cannot be loaded needs a person, not a restart.
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        };
+        notify(&[sd_notify::NotifyState::Ready]);
+        spawn_reload_on_sighup(Arc::clone(&daemon));
+        spawn_watchdog(Arc::clone(&daemon));
+        let result = Arc::clone(&daemon).run().await;
+        notify(&[sd_notify::NotifyState::Stopping]);
+        match result {
+            Ok(summary) => {
+                tracing::info!(
+                    profiles = summary.profiles,
+                    likes = summary.likes,
+                    passes = summary.passes,
+                    skips = summary.skips,
+                    already_decided = summary.already_decided,
+                    photos_scored = summary.photos_scored,
+                    photos_failed = summary.photos_failed,
+                    photos_per_second = summary.photos_per_second(),
+                    "summary"
+                );
+                println!("summary: {summary}");
+                ExitCode::SUCCESS
+            }
+            Err(e @ DaemonError::Unauthorized(_)) => {
+                eprintln!("error: {e}");
+                ExitCode::from(EXIT_UNAUTHORIZED)
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(EXIT_FAILURE)
+            }
+        }
+    })
+}
+
+fn spawn_reload_on_sighup(daemon: Arc<Daemon>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        return tracing::warn!("cannot listen for SIGHUP; reloading is off");
+    };
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            let d = Arc::clone(&daemon);
+            // Loading a model is blocking work.
+            let _ = tokio::task::spawn_blocking(move || d.reload()).await;
+        }
+    });
+}
+
+/// Feeds the systemd watchdog while the pipeline shows progress; a stuck pipeline stops feeding it
+/// and systemd restarts the service.
+fn spawn_watchdog(daemon: Arc<Daemon>) {
+    let Some(interval) = sd_notify::watchdog_enabled() else { return };
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(interval / 2).await;
+            if daemon.heartbeat_age() < interval {
+                notify(&[sd_notify::NotifyState::Watchdog]);
+            } else {
+                tracing::error!(stalled_secs = daemon.heartbeat_age().as_secs(), "pipeline stalled; no longer feeding the watchdog");
+            }
+        }
+    });
+}

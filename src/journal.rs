@@ -1,0 +1,308 @@
+//! The crash-safe decision journal.
+//!
+//! `<state_dir>/decisions.jsonl` holds one JSON object per profile, appended and synced, never
+//! rewritten. A swipe is first written as an intent to `<state_dir>/pending.jsonl` (synced) before it
+//! is sent; once the source acknowledges it, the full record goes to `decisions.jsonl`. After a crash
+//! or `kill -9`:
+//! - a torn last line (a write cut short) is cut off: nothing was acted on for it;
+//! - profiles in `decisions.jsonl` or `pending.jsonl` are never decided again;
+//! - intents without a record are *unresolved*: the daemon sends the same swipe again (like and pass
+//!   are idempotent at the source) and records it, so nothing acted on is lost or duplicated.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::profile::{Decision, PhotoScore, SwipeOutcome};
+
+/// File name of the decision records.
+pub const DECISIONS: &str = "decisions.jsonl";
+/// File name of the swipe intents.
+pub const PENDING: &str = "pending.jsonl";
+
+/// One profile's decision, as journaled.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    /// The source's profile id.
+    pub profile_id: String,
+    /// `like`, `pass` or `skip`.
+    pub decision: Decision,
+    /// Each photo's score or error, in the profile's order.
+    pub scores: Vec<PhotoScore>,
+    /// The threshold the decision used.
+    pub threshold: f32,
+    /// SHA-256 of the model file that scored the photos.
+    pub model_sha256: String,
+    /// The source's name.
+    pub source: String,
+    /// When the decision was taken.
+    pub at: DateTime<Utc>,
+    /// Whether the source acknowledged a swipe.
+    pub sent: bool,
+    /// What the source answered to the swipe.
+    pub outcome: Option<SwipeOutcome>,
+    /// Why the profile was skipped without scoring (a broken profile), if so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Dry run: scored and journaled, never swiped.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
+    /// The swipe was sent again after a restart because its acknowledgement had not been recorded.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub resolved_after_restart: bool,
+}
+
+/// The journal could not be opened or written.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    /// An I/O error on a journal file.
+    #[error("journal {path}: {source}", path = path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// A complete line that is not a record: something else wrote to the file.
+    #[error("journal {path}, line {line}: not a decision record ({message}); move the file aside to start a new journal", path = path.display())]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: usize,
+        /// The parse error.
+        message: String,
+    },
+}
+
+/// An open journal: the append handles and what has been decided so far.
+#[derive(Debug)]
+pub struct Journal {
+    dir: PathBuf,
+    decisions: File,
+    pending: File,
+    decided: HashSet<String>,
+    unresolved: HashMap<String, Record>,
+    likes_by_day: HashMap<chrono::NaiveDate, u64>,
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> JournalError + '_ {
+    move |source| JournalError::Io { path: path.to_path_buf(), source }
+}
+
+/// Reads the records of a JSON Lines file, cutting off a torn last line.
+fn read_records(path: &Path) -> Result<Vec<Record>, JournalError> {
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io_err(path)(e)),
+    };
+    let mut reader = BufReader::new(file);
+    let (mut records, mut good_len, mut line_no) = (Vec::new(), 0u64, 0usize);
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        let n = reader.read_until(b'\n', &mut buf).map_err(io_err(path))?;
+        if n == 0 {
+            break;
+        }
+        line_no += 1;
+        let complete = buf.last() == Some(&b'\n');
+        match serde_json::from_slice::<Record>(&buf) {
+            Ok(r) if complete => {
+                records.push(r);
+                good_len += n as u64;
+            }
+            // A last line without its newline, or that does not parse, is a write cut short.
+            _ if !complete => break,
+            Err(e) => {
+                // A complete but unparsable line is only acceptable as the very last one (torn
+                // inside a partially flushed write); anywhere else it is corruption.
+                let mut rest = Vec::new();
+                std::io::Read::read_to_end(&mut reader, &mut rest).map_err(io_err(path))?;
+                if rest.iter().all(u8::is_ascii_whitespace) {
+                    break;
+                }
+                return Err(JournalError::Corrupt { path: path.to_path_buf(), line: line_no, message: e.to_string() });
+            }
+            Ok(_) => unreachable!("complete is checked above"),
+        }
+    }
+    let len = std::fs::metadata(path).map_err(io_err(path))?.len();
+    if len != good_len {
+        tracing::warn!(file = %path.display(), cut = len - good_len, "journal ended in a torn write; cutting it off");
+        let f = OpenOptions::new().write(true).open(path).map_err(io_err(path))?;
+        f.set_len(good_len).map_err(io_err(path))?;
+        f.sync_all().map_err(io_err(path))?;
+    }
+    Ok(records)
+}
+
+fn open_append(path: &Path) -> Result<File, JournalError> {
+    let mut f = OpenOptions::new().create(true).append(true).open(path).map_err(io_err(path))?;
+    f.seek(SeekFrom::End(0)).map_err(io_err(path))?;
+    Ok(f)
+}
+
+fn append(file: &mut File, path: &Path, record: &Record) -> Result<(), JournalError> {
+    let mut line = serde_json::to_vec(record).expect("records serialise");
+    line.push(b'\n');
+    file.write_all(&line).map_err(io_err(path))?;
+    file.sync_data().map_err(io_err(path))
+}
+
+impl Journal {
+    /// Opens (creating if needed) the journal in `dir` and recovers from any crash.
+    pub fn open(dir: &Path) -> Result<Self, JournalError> {
+        std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+        let decisions_path = dir.join(DECISIONS);
+        let pending_path = dir.join(PENDING);
+        let records = read_records(&decisions_path)?;
+        let intents = read_records(&pending_path)?;
+        let mut decided = HashSet::new();
+        let mut likes_by_day = HashMap::new();
+        for r in &records {
+            decided.insert(r.profile_id.clone());
+            if r.decision == Decision::Like && r.sent {
+                *likes_by_day.entry(r.at.date_naive()).or_insert(0) += 1;
+            }
+        }
+        let unresolved: HashMap<String, Record> =
+            intents.into_iter().filter(|r| !decided.contains(&r.profile_id)).map(|r| (r.profile_id.clone(), r)).collect();
+        // Keep only the unresolved intents, so the file does not grow without bound.
+        let mut kept: Vec<&Record> = unresolved.values().collect();
+        kept.sort_by(|a, b| a.at.cmp(&b.at));
+        let mut bytes = Vec::new();
+        for r in kept {
+            serde_json::to_writer(&mut bytes, r).expect("records serialise");
+            bytes.push(b'\n');
+        }
+        crate::fsutil::write_atomic(&pending_path, &bytes).map_err(io_err(&pending_path))?;
+        decided.extend(unresolved.keys().cloned());
+        Ok(Journal {
+            decisions: open_append(&decisions_path)?,
+            pending: open_append(&pending_path)?,
+            dir: dir.to_path_buf(),
+            decided,
+            unresolved,
+            likes_by_day,
+        })
+    }
+
+    /// Whether `profile_id` was decided before (recorded, or an intent awaiting resolution).
+    pub fn is_decided(&self, profile_id: &str) -> bool {
+        self.decided.contains(profile_id)
+    }
+
+    /// Intents found at open whose swipes were never acknowledged; the daemon resends them.
+    pub fn take_unresolved(&mut self) -> Vec<Record> {
+        let mut v: Vec<Record> = self.unresolved.drain().map(|(_, r)| r).collect();
+        v.sort_by(|a, b| a.at.cmp(&b.at));
+        v
+    }
+
+    /// Writes and syncs a swipe intent: call before sending the swipe.
+    pub fn record_intent(&mut self, record: &Record) -> Result<(), JournalError> {
+        let path = self.dir.join(PENDING);
+        append(&mut self.pending, &path, record)?;
+        self.decided.insert(record.profile_id.clone());
+        Ok(())
+    }
+
+    /// Writes and syncs a final record.
+    pub fn record(&mut self, record: &Record) -> Result<(), JournalError> {
+        let path = self.dir.join(DECISIONS);
+        append(&mut self.decisions, &path, record)?;
+        self.decided.insert(record.profile_id.clone());
+        if record.decision == Decision::Like && record.sent {
+            *self.likes_by_day.entry(record.at.date_naive()).or_insert(0) += 1;
+        }
+        Ok(())
+    }
+
+    /// Likes sent on a given (UTC) day, for the daily like budget.
+    pub fn likes_on(&self, day: chrono::NaiveDate) -> u64 {
+        self.likes_by_day.get(&day).copied().unwrap_or(0)
+    }
+
+    /// Reads every record of a journal directory (for tools and tests).
+    pub fn read_all(dir: &Path) -> Result<Vec<Record>, JournalError> {
+        read_records(&dir.join(DECISIONS))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(id: &str, decision: Decision, sent: bool) -> Record {
+        Record {
+            profile_id: id.into(),
+            decision,
+            scores: vec![PhotoScore::Scored { photo: "1.jpg".into(), score: 0.5 }],
+            threshold: 0.4,
+            model_sha256: "ab".into(),
+            source: "replay".into(),
+            at: Utc::now(),
+            sent,
+            outcome: None,
+            error: None,
+            dry_run: false,
+            resolved_after_restart: false,
+        }
+    }
+
+    #[test]
+    fn records_survive_reopen_and_intents_become_unresolved() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut j = Journal::open(dir.path()).unwrap();
+            j.record(&record("a", Decision::Like, true)).unwrap();
+            j.record_intent(&record("b", Decision::Pass, false)).unwrap();
+            j.record_intent(&record("c", Decision::Like, false)).unwrap();
+            j.record(&record("c", Decision::Like, true)).unwrap();
+        }
+        let mut j = Journal::open(dir.path()).unwrap();
+        assert!(j.is_decided("a") && j.is_decided("b") && j.is_decided("c") && !j.is_decided("d"));
+        let unresolved = j.take_unresolved();
+        assert_eq!(unresolved.len(), 1);
+        assert_eq!(unresolved[0].profile_id, "b");
+        assert_eq!(j.likes_on(Utc::now().date_naive()), 2);
+        // The intent file was compacted to the one unresolved intent.
+        let pending = std::fs::read_to_string(dir.path().join(PENDING)).unwrap();
+        assert_eq!(pending.lines().count(), 1);
+    }
+
+    #[test]
+    fn a_torn_last_line_is_cut_off_and_appends_continue_cleanly() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut j = Journal::open(dir.path()).unwrap();
+            j.record(&record("a", Decision::Pass, true)).unwrap();
+        }
+        let path = dir.path().join(DECISIONS);
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(br#"{"profile_id":"b","decis"#).unwrap();
+        drop(f);
+        {
+            let mut j = Journal::open(dir.path()).unwrap();
+            assert!(!j.is_decided("b"));
+            j.record(&record("b", Decision::Pass, true)).unwrap();
+        }
+        let all = Journal::read_all(dir.path()).unwrap();
+        assert_eq!(all.iter().map(|r| r.profile_id.as_str()).collect::<Vec<_>>(), ["a", "b"]);
+    }
+
+    #[test]
+    fn corruption_in_the_middle_is_an_error_naming_the_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let line = serde_json::to_string(&record("a", Decision::Pass, true)).unwrap();
+        std::fs::write(dir.path().join(DECISIONS), format!("{line}\nnot json\n{line}\n")).unwrap();
+        let err = Journal::open(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("line 2") && err.contains(DECISIONS), "{err}");
+    }
+}

@@ -1,0 +1,162 @@
+//! The replay source: recorded profiles on disk, for test mode. Swipes are acknowledged locally and
+//! never sent anywhere.
+//!
+//! Format (also written by the recorder): a directory with one sub-directory per profile, each holding
+//! `profile.json` (`id`, `name`, `bio`, `photos`: file names relative to that sub-directory or http(s)
+//! URLs; other fields are kept) and the photo files.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::{Component, Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::profile::{Decision, Profile, SwipeOutcome};
+use crate::source::{photo, Candidates, ProfileSource, SourceError};
+
+/// Name of the profile file in each recorded profile's folder.
+pub const PROFILE_FILE: &str = "profile.json";
+
+/// Reads recorded profiles from a directory, a few at a time, in folder-name order.
+pub struct ReplaySource {
+    pending: Mutex<VecDeque<PathBuf>>,
+    folders: Mutex<HashMap<String, PathBuf>>,
+    batch: usize,
+    max_bytes: u64,
+    http: reqwest::Client,
+}
+
+impl ReplaySource {
+    /// Opens `dir`; fails if it is not a readable directory.
+    pub fn open(dir: &Path, batch: usize, max_bytes: u64, timeout: Duration) -> Result<Self, String> {
+        let entries = std::fs::read_dir(dir).map_err(|e| format!("cannot read replay directory {}: {e}", dir.display()))?;
+        let mut folders: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_dir()).collect();
+        folders.sort();
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        Ok(ReplaySource {
+            pending: Mutex::new(folders.into()),
+            folders: Mutex::new(HashMap::new()),
+            batch: batch.max(1),
+            max_bytes,
+            http,
+        })
+    }
+
+    fn read_profile(folder: &Path) -> Result<Profile, String> {
+        let path = folder.join(PROFILE_FILE);
+        let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let profile: Profile = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        if profile.id.trim().is_empty() {
+            return Err(format!("{}: `id` is empty", path.display()));
+        }
+        Ok(profile)
+    }
+}
+
+/// A relative path that stays inside its folder (no `..`, no root).
+fn is_contained(name: &str) -> bool {
+    let p = Path::new(name);
+    !name.is_empty() && p.components().all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
+}
+
+#[async_trait]
+impl ProfileSource for ReplaySource {
+    fn name(&self) -> &str {
+        "replay"
+    }
+
+    fn is_remote(&self) -> bool {
+        false
+    }
+
+    async fn candidates(&self) -> Result<Candidates, SourceError> {
+        let next: Vec<PathBuf> = {
+            let mut pending = self.pending.lock().expect("replay queue lock");
+            let n = self.batch.min(pending.len());
+            pending.drain(..n).collect()
+        };
+        if next.is_empty() {
+            return Ok(Candidates::Exhausted);
+        }
+        let (mut profiles, mut rejected) = (Vec::new(), Vec::new());
+        let mut folders = self.folders.lock().expect("replay folders lock");
+        for folder in next {
+            let label = folder.file_name().map_or_else(|| folder.display().to_string(), |n| n.to_string_lossy().into_owned());
+            match Self::read_profile(&folder) {
+                Ok(p) if folders.contains_key(&p.id) => rejected.push((p.id.clone(), format!("{label}: duplicate profile id `{}`", p.id))),
+                Ok(p) => {
+                    folders.insert(p.id.clone(), folder);
+                    profiles.push(p);
+                }
+                Err(e) => rejected.push((label, e)),
+            }
+        }
+        Ok(Candidates::Profiles { profiles, rejected })
+    }
+
+    async fn photo(&self, profile: &Profile, name: &str) -> Result<Vec<u8>, SourceError> {
+        if photo::is_url(name) {
+            return photo::fetch(&self.http, name, Default::default(), self.max_bytes).await;
+        }
+        if !is_contained(name) {
+            return Err(SourceError::Permanent(format!("photo `{name}` is not a file name inside the profile's folder")));
+        }
+        let folder = self.folders.lock().expect("replay folders lock").get(&profile.id).cloned();
+        let path = folder.ok_or_else(|| SourceError::Permanent(format!("unknown profile `{}`", profile.id)))?.join(name);
+        let max = self.max_bytes;
+        tokio::task::spawn_blocking(move || {
+            let len = std::fs::metadata(&path).map_err(|e| SourceError::Permanent(format!("{}: {e}", path.display())))?.len();
+            if len > max {
+                return Err(SourceError::Permanent(format!("{} is {len} bytes, over the limit of {max}", path.display())));
+            }
+            std::fs::read(&path).map_err(|e| SourceError::Permanent(format!("{}: {e}", path.display())))
+        })
+        .await
+        .map_err(|e| SourceError::Transient(format!("photo reader stopped: {e}")))?
+    }
+
+    async fn swipe(&self, _profile: &Profile, _decision: Decision) -> Result<SwipeOutcome, SourceError> {
+        Ok(SwipeOutcome::default())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn photo_names_cannot_escape_the_profile_folder() {
+        assert!(is_contained("1.jpg"));
+        assert!(is_contained("photos/1.jpg"));
+        assert!(!is_contained("../other/1.jpg"));
+        assert!(!is_contained("/etc/passwd"));
+        assert!(!is_contained(""));
+    }
+
+    #[tokio::test]
+    async fn reads_profiles_in_order_and_rejects_broken_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |folder: &str, json: &str| {
+            std::fs::create_dir_all(dir.path().join(folder)).unwrap();
+            std::fs::write(dir.path().join(folder).join(PROFILE_FILE), json).unwrap();
+        };
+        write("b", r#"{"id": "p2", "photos": ["1.jpg"], "age": 30}"#);
+        write("a", r#"{"id": "p1", "name": "A", "photos": []}"#);
+        write("c", r#"{"photos": "#);
+        write("d", r#"{"id": "p1", "photos": []}"#);
+        let source = ReplaySource::open(dir.path(), 10, 1 << 20, Duration::from_secs(5)).unwrap();
+        let Candidates::Profiles { profiles, rejected } = source.candidates().await.unwrap() else { panic!("expected profiles") };
+        assert_eq!(profiles.iter().map(|p| p.id.as_str()).collect::<Vec<_>>(), ["p1", "p2"]);
+        assert_eq!(profiles[1].extra["age"], 30);
+        assert_eq!(rejected.len(), 2);
+        assert!(rejected[0].1.contains("profile.json"), "{:?}", rejected[0]);
+        assert!(rejected[1].1.contains("duplicate"), "{:?}", rejected[1]);
+        assert!(matches!(source.candidates().await.unwrap(), Candidates::Exhausted));
+        let err = source.photo(&profiles[1], "1.jpg").await.unwrap_err();
+        assert!(err.to_string().contains("1.jpg"), "{err}");
+    }
+}

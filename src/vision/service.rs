@@ -1,0 +1,124 @@
+//! Scoring for async code: dedicated threads, each owning a [`Scorer`], take prepared photos from a
+//! bounded queue and run them in batches of whatever is waiting (up to `batch_size`). Callers await
+//! their photo's score; a full queue makes them wait (back-pressure).
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::model_info::ModelInfo;
+use crate::vision::preprocess::{self, Limits};
+use crate::vision::scorer::{Device, Scorer, ScorerError, ScorerOptions};
+
+struct Job {
+    input: Vec<f32>,
+    reply: oneshot::Sender<Result<f32, String>>,
+}
+
+/// A pool of scoring threads behind a bounded queue.
+pub struct ScoringService {
+    queue: mpsc::Sender<Job>,
+    info: ModelInfo,
+    sha256: String,
+    device: Device,
+    limits: Limits,
+}
+
+impl std::fmt::Debug for ScoringService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScoringService").field("sha256", &self.sha256).field("device", &self.device).finish_non_exhaustive()
+    }
+}
+
+impl ScoringService {
+    /// Loads `threads` sessions of the model at `path` and starts their threads. The threads stop
+    /// when the service is dropped and the queue drains.
+    pub fn start(path: &Path, options: &ScorerOptions, threads: usize, batch_size: usize) -> Result<Arc<Self>, ScorerError> {
+        let scorers = (0..threads.max(1)).map(|_| Scorer::load(path, options)).collect::<Result<Vec<_>, _>>()?;
+        let first = &scorers[0];
+        let (info, sha256, device, limits) = (first.info().clone(), first.model_sha256().to_string(), first.device(), *first.limits());
+        let (queue, rx) = mpsc::channel::<Job>(batch_size.max(1) * threads.max(1) * 2);
+        let rx = Arc::new(Mutex::new(rx));
+        for (i, scorer) in scorers.into_iter().enumerate() {
+            let rx = Arc::clone(&rx);
+            std::thread::Builder::new()
+                .name(format!("scorer-{i}"))
+                .spawn(move || run_thread(scorer, &rx, batch_size.max(1)))
+                .expect("spawning a scoring thread");
+        }
+        Ok(Arc::new(ScoringService { queue, info, sha256, device, limits }))
+    }
+
+    /// The model's metadata.
+    pub fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    /// SHA-256 of the model file.
+    pub fn model_sha256(&self) -> &str {
+        &self.sha256
+    }
+
+    /// The device inference runs on.
+    pub fn device(&self) -> Device {
+        self.device
+    }
+
+    /// Decodes and preprocesses `bytes` off the async threads, then scores it.
+    pub async fn score_photo(&self, bytes: Vec<u8>) -> Result<f32, String> {
+        let (recipe, limits) = (self.info.recipe, self.limits);
+        let input = tokio::task::spawn_blocking(move || {
+            let mut input = Vec::with_capacity(recipe.input_len());
+            preprocess::prepare(&bytes, &recipe, &limits, &mut input).map(|()| input)
+        })
+        .await
+        .map_err(|e| format!("decoder task failed: {e}"))?
+        .map_err(|e| e.to_string())?;
+        self.score_prepared(input).await
+    }
+
+    /// Scores one already-prepared input.
+    pub async fn score_prepared(&self, input: Vec<f32>) -> Result<f32, String> {
+        let (reply, answer) = oneshot::channel();
+        self.queue.send(Job { input, reply }).await.map_err(|_| "the scoring threads have stopped".to_string())?;
+        answer.await.map_err(|_| "the scoring thread dropped the photo".to_string())?
+    }
+}
+
+fn run_thread(mut scorer: Scorer, rx: &Mutex<mpsc::Receiver<Job>>, batch_size: usize) {
+    let mut jobs = Vec::with_capacity(batch_size);
+    let mut data = Vec::new();
+    loop {
+        {
+            let mut rx = rx.lock().expect("scoring queue lock");
+            match rx.blocking_recv() {
+                Some(job) => jobs.push(job),
+                None => return,
+            }
+            while jobs.len() < batch_size {
+                match rx.try_recv() {
+                    Ok(job) => jobs.push(job),
+                    Err(_) => break,
+                }
+            }
+        }
+        data.clear();
+        for job in &jobs {
+            data.extend_from_slice(&job.input);
+        }
+        match scorer.score(&data) {
+            Ok(scores) => {
+                for (job, score) in jobs.drain(..).zip(scores) {
+                    let _ = job.reply.send(Ok(score));
+                }
+            }
+            Err(e) => {
+                let message = e.to_string();
+                for job in jobs.drain(..) {
+                    let _ = job.reply.send(Err(message.clone()));
+                }
+            }
+        }
+    }
+}
