@@ -1,0 +1,348 @@
+//! The daemon end to end, as real processes on real files: `swipebot replay` and `swipebot run` with a
+//! model made by the real `train`, the journal on disk, signals and `kill -9`.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use rand::{Rng, SeedableRng};
+use swipebot::journal::{Journal, Record};
+use swipebot::profile::Decision;
+
+struct Setup {
+    dir: tempfile::TempDir,
+    model: PathBuf,
+    profiles: PathBuf,
+}
+
+impl Setup {
+    fn new(profiles: usize) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let model = common::untrained_model(dir.path(), 64, true);
+        swipebot::demo::write(&dir.path().join("demo"), swipebot::demo::DemoSize { per_class: 0, profiles }).unwrap();
+        Setup { profiles: dir.path().join("demo/profiles"), model, dir }
+    }
+
+    fn state(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn replay_cmd(&self, state: &Path, extra: &[&str]) -> Command {
+        let mut cmd = Command::new(common::bin("swipebot"));
+        cmd.args(["replay", self.profiles.to_str().unwrap(), "--model", self.model.to_str().unwrap()]);
+        cmd.args(["--state-dir", state.to_str().unwrap()]);
+        cmd.args(extra);
+        cmd
+    }
+
+    fn replay(&self, state: &Path, extra: &[&str]) -> Output {
+        self.replay_cmd(state, extra).output().unwrap()
+    }
+
+    /// A config file for `swipebot run`, with extra TOML appended.
+    fn config(&self, state: &Path, extra: &str) -> PathBuf {
+        let path = self.dir.path().join("swipebot.toml");
+        let text = format!(
+            "[model]\npath = {:?}\n[source]\nreplay_dir = {:?}\n[state]\ndir = {:?}\n{extra}",
+            self.model, self.profiles, state
+        );
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+}
+
+fn expected_profiles(s: &Setup) -> usize {
+    std::fs::read_dir(&s.profiles).unwrap().count()
+}
+
+/// Journal records by profile id; panics on a duplicate.
+fn records_by_id(state: &Path) -> HashMap<String, Record> {
+    let mut out = HashMap::new();
+    for r in Journal::read_all(state).unwrap() {
+        let id = r.profile_id.clone();
+        assert!(out.insert(id.clone(), r).is_none(), "profile {id} journaled twice");
+    }
+    out
+}
+
+fn expected_of(s: &Setup, id: &str) -> Option<String> {
+    let n: usize = id.strip_prefix("demo")?.parse().ok()?;
+    let text = std::fs::read_to_string(s.profiles.join(format!("{n:04}/profile.json"))).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    v["expected"].as_str().map(str::to_string)
+}
+
+#[test]
+fn replay_journals_every_profile_with_the_any_photo_rule() {
+    let s = Setup::new(16);
+    let sha = swipebot::model_info::sha256_hex(&std::fs::read(&s.model).unwrap());
+    for (threshold, expect) in [("0", Decision::Like), ("1", Decision::Pass)] {
+        let state = s.state(&format!("state-{threshold}"));
+        let out = s.replay(&state, &["--threshold", threshold]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(stdout.contains(&format!("summary: profiles {}", expected_profiles(&s))), "{stdout}");
+        let records = records_by_id(&state);
+        assert_eq!(records.len(), expected_profiles(&s));
+        for (id, r) in &records {
+            assert_eq!(r.threshold, threshold.parse::<f32>().unwrap());
+            assert_eq!(r.source, "replay");
+            // The rule itself, on the journaled scores.
+            let scored: Vec<f32> = r.scores.iter().filter_map(|p| p.score()).collect();
+            match expected_of(&s, id).as_deref() {
+                Some("skip") | None => {
+                    assert_eq!(r.decision, Decision::Skip, "{id}: {r:?}");
+                    assert!(!r.sent);
+                }
+                Some(_) => {
+                    assert!(!scored.is_empty(), "{id} has scorable photos");
+                    let any = scored.iter().any(|&x| x >= r.threshold);
+                    assert_eq!(r.decision, if any { Decision::Like } else { Decision::Pass }, "{id}: {r:?}");
+                    assert_eq!(r.decision, expect, "{id}");
+                    assert!(r.sent && r.outcome.is_some(), "{id}: the replay source acknowledges swipes");
+                    assert_eq!(r.model_sha256, sha);
+                }
+            }
+        }
+        // The broken cases of the demo set.
+        let broken = &records["zzzz-broken"];
+        assert!(broken.error.as_deref().unwrap().contains("profile.json"), "{broken:?}");
+        let corrupt = &records["demo0005"];
+        assert!(corrupt.scores.iter().any(|p| matches!(p, swipebot::profile::PhotoScore::Failed { photo, error } if photo == "broken.jpg" && error.contains("corrupt"))), "{corrupt:?}");
+        let missing = &records["demo0007"];
+        assert!(missing.scores.iter().any(|p| matches!(p, swipebot::profile::PhotoScore::Failed { photo, .. } if photo == "missing.jpg")), "{missing:?}");
+    }
+}
+
+#[test]
+fn oversized_photos_are_ignored_with_an_error_and_the_profile_still_decided() {
+    let s = Setup::new(2);
+    let dir = s.profiles.join("0000");
+    // A PNG header declaring 50000x50000 pixels.
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut ihdr = b"IHDR".to_vec();
+    ihdr.extend_from_slice(&50_000u32.to_be_bytes());
+    ihdr.extend_from_slice(&50_000u32.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 0, 0, 0, 0]);
+    png.extend_from_slice(&13u32.to_be_bytes());
+    png.extend_from_slice(&ihdr);
+    png.extend_from_slice(&crc32fast::hash(&ihdr).to_be_bytes());
+    let idat = [b'I', b'D', b'A', b'T', 0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01];
+    png.extend_from_slice(&8u32.to_be_bytes());
+    png.extend_from_slice(&idat);
+    png.extend_from_slice(&crc32fast::hash(&idat).to_be_bytes());
+    std::fs::write(dir.join("bomb.png"), png).unwrap();
+    std::fs::write(dir.join("big.jpg"), vec![0xFFu8; 3 << 20]).unwrap();
+    let mut profile: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("profile.json")).unwrap()).unwrap();
+    profile["photos"].as_array_mut().unwrap().extend([serde_json::json!("bomb.png"), serde_json::json!("big.jpg")]);
+    std::fs::write(dir.join("profile.json"), profile.to_string()).unwrap();
+    let state = s.state("state");
+    let config = s.config(&state, "[pipeline]\nmax_photo_bytes = 2097152\n");
+    let out = Command::new(common::bin("swipebot")).args(["run", "--config", config.to_str().unwrap()]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r = &records_by_id(&state)["demo0000"];
+    let errors: HashMap<&str, &str> = r
+        .scores
+        .iter()
+        .filter_map(|p| match p {
+            swipebot::profile::PhotoScore::Failed { photo, error } => Some((photo.as_str(), error.as_str())),
+            _ => None,
+        })
+        .collect();
+    assert!(errors["bomb.png"].contains("50000x50000"), "{errors:?}");
+    assert!(errors["big.jpg"].contains("over the limit"), "{errors:?}");
+    assert!(r.scores.iter().any(|p| p.score().is_some()), "the good photo was still scored: {r:?}");
+    assert_ne!(r.decision, Decision::Skip);
+}
+
+#[test]
+fn a_restart_does_not_decide_again() {
+    let s = Setup::new(10);
+    let state = s.state("state");
+    assert!(s.replay(&state, &[]).status.success());
+    let before = std::fs::read(state.join("decisions.jsonl")).unwrap();
+    let out = s.replay(&state, &[]);
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains(&format!("summary: profiles 0 (like 0, pass 0, skip 0; {} already decided)", expected_profiles(&s) - 1)), "{stdout}");
+    assert_eq!(std::fs::read(state.join("decisions.jsonl")).unwrap(), before, "the journal is unchanged");
+}
+
+fn wait_with_timeout(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            panic!("process did not exit within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn kill_9_at_random_points_then_restart_yields_every_profile_exactly_once() {
+    let s = Setup::new(60);
+    let state = s.state("state");
+    let config = s.config(&state, "[pipeline]\nprofiles_in_flight = 1\n[runtime]\nbatch_size = 1\n");
+    let seed: u64 = std::env::var("KILL_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or(20261128);
+    eprintln!("kill schedule seed {seed} (set KILL_SEED to replay it)");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut kills = 0;
+    let mut finished = false;
+    for _ in 0..12 {
+        let mut child = Command::new(common::bin("swipebot"))
+            .args(["run", "--config", config.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(rng.random_range(150..1200)));
+        if child.try_wait().unwrap().is_some() {
+            finished = true;
+            break;
+        }
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        kills += 1;
+        // Whatever happened, the journal never holds a profile twice.
+        records_by_id(&state);
+    }
+    assert!(kills >= 2, "the run was too fast to be interrupted ({kills} kills)");
+    if !finished {
+        let out = Command::new(common::bin("swipebot")).args(["run", "--config", config.to_str().unwrap()]).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let records = records_by_id(&state);
+    let resent = records.values().filter(|r| r.resolved_after_restart).count();
+    eprintln!("{kills} kills; {resent} swipes resent after a restart");
+    assert_eq!(records.len(), expected_profiles(&s), "every profile exactly once after {kills} kills");
+    assert!(records.values().all(|r| r.decision == Decision::Skip || r.sent), "every swipe acknowledged");
+    let pending = std::fs::read_to_string(state.join("pending.jsonl")).unwrap_or_default();
+    let reopened = Journal::open(&state).unwrap();
+    drop(reopened);
+    assert!(pending.lines().all(|l| {
+        let r: Record = serde_json::from_str(l).unwrap();
+        records.contains_key(&r.profile_id)
+    }));
+}
+
+#[test]
+fn sigterm_drains_in_flight_work_and_exits_0() {
+    let s = Setup::new(120);
+    let state = s.state("state");
+    let config = s.config(&state, "[pipeline]\nprofiles_in_flight = 1\n[runtime]\nbatch_size = 1\n");
+    let mut child = Command::new(common::bin("swipebot"))
+        .args(["run", "--config", config.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while std::fs::read_to_string(state.join("decisions.jsonl")).map_or(0, |t| t.lines().count()) < 3 {
+        assert!(start.elapsed() < Duration::from_secs(30), "no decisions within 30 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    let status = wait_with_timeout(&mut child, Duration::from_secs(15));
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut stdout).unwrap();
+    assert_eq!(status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("(interrupted)"), "{stdout}");
+    let partial = records_by_id(&state).len();
+    assert!(partial < expected_profiles(&s), "SIGTERM came before the end ({partial} decided)");
+    // The next start finishes the rest, deciding nothing twice.
+    let out = Command::new(common::bin("swipebot")).args(["run", "--config", config.to_str().unwrap()]).output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(records_by_id(&state).len(), expected_profiles(&s));
+}
+
+#[test]
+fn bad_config_keys_and_values_stop_before_anything_runs() {
+    let s = Setup::new(2);
+    let state = s.state("state");
+    let run = |config: &Path, env: &[(&str, &str)]| {
+        let mut cmd = Command::new(common::bin("swipebot"));
+        cmd.args(["run", "--config", config.to_str().unwrap()]);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output().unwrap()
+    };
+    for (extra, env, needle) in [
+        ("[pacing]\nswipes_per_minit = 3\n", vec![], "swipes_per_minit"),
+        ("[pacing]\njitter = 1.5\n", vec![], "pacing.jitter"),
+        ("[runtime]\ndevice = \"tpu\"\n", vec![], "tpu"),
+        ("", vec![("SWIPEBOT__PACING__SWIPES_PER_MINUTE", "0")], "pacing.swipes_per_minute"),
+        ("", vec![("SWIPEBOT__SOURCE__TOKEN", "hunter2")], "token"),
+    ] {
+        let config = s.config(&state, extra);
+        let out = run(&config, &env);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(78), "{extra:?} {env:?}: {err}");
+        assert!(err.contains(needle), "{needle}: {err}");
+        assert!(!err.contains("hunter2"), "a value given as a secret is never echoed: {err}");
+        assert!(!state.exists(), "nothing ran, not even the journal");
+    }
+    // A model that is not there is also a configuration error.
+    let config = s.dir.path().join("nomodel.toml");
+    std::fs::write(&config, format!("[model]\npath = \"/nonexistent.onnx\"\n[source]\nreplay_dir = {:?}\n[state]\ndir = {:?}\n", s.profiles, state)).unwrap();
+    let out = run(&config, &[]);
+    assert_eq!(out.status.code(), Some(78));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent.onnx"));
+
+    // check-config applies environment overrides and prints the effective settings.
+    let config = s.config(&state, "");
+    let out = Command::new(common::bin("swipebot"))
+        .args(["check-config", "--config", config.to_str().unwrap()])
+        .env("SWIPEBOT__PACING__SWIPES_PER_MINUTE", "7")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(printed.contains("swipes_per_minute = 7"), "{printed}");
+}
+
+#[test]
+fn the_documented_config_file_is_valid() {
+    let out = Command::new(common::bin("swipebot"))
+        .args(["check-config", "--config", common::repo_root().join("config/swipebot.toml").to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn json_logs_have_one_decision_line_per_profile() {
+    let s = Setup::new(6);
+    let state = s.state("state");
+    let out = s.replay(&state, &["--log-format", "json"]);
+    assert!(out.status.success());
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stderr).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let decided: Vec<&serde_json::Value> = lines.iter().filter(|l| l["message"] == "decided").collect();
+    assert_eq!(decided.len(), expected_profiles(&s) - 1, "one line per parsed profile");
+    for d in decided {
+        assert!(d["profile"].is_string() && d["decision"].is_string() && d["latency_ms"].is_number(), "{d}");
+    }
+    assert!(lines.iter().any(|l| l["message"] == "summary" && l["profiles"].is_number()));
+}
+
+#[test]
+fn the_systemd_unit_passes_systemd_analyze_verify() {
+    let unit = std::fs::read_to_string(common::repo_root().join("systemd/swipebot.service")).unwrap();
+    for key in ["Type=notify", "WatchdogSec=", "Restart=on-failure", "StateDirectory=", "DynamicUser=yes", "ProtectSystem=strict", "NoNewPrivileges=yes", "LoadCredential="] {
+        assert!(unit.contains(key), "unit lacks {key}");
+    }
+    // verify checks that ExecStart exists: point it at the binary under test.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("swipebot.service");
+    std::fs::write(&path, unit.replace("/opt/swipebot/bin/swipebot", common::bin("swipebot").to_str().unwrap())).unwrap();
+    let out = Command::new("systemd-analyze").arg("verify").arg(&path).output().expect("systemd-analyze is installed (apt-get install systemd)");
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.stderr.is_empty(), "warnings: {}", String::from_utf8_lossy(&out.stderr));
+}
