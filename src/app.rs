@@ -23,9 +23,13 @@ pub const EXIT_FAILURE: u8 = 1;
 
 /// Sets up tracing: `format` lines at `level` (overridden by `SWIPEBOT_LOG` when set) on stderr.
 pub fn init_logging(format: LogFormat, level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("SWIPEBOT_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SWIPEBOT_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     use std::io::IsTerminal;
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(std::io::stderr().is_terminal());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     let _ = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
@@ -87,11 +91,17 @@ pub fn replay(args: ReplayArgs) -> ExitCode {
 fn make_source(settings: &Settings) -> Result<Arc<dyn ProfileSource>, ConfigError> {
     match settings.source.kind {
         SourceKind::Replay => {
-            let dir = settings.source.replay_dir.as_ref().ok_or(ConfigError::Invalid { key: "source.replay_dir", message: "is required".into() })?;
+            let dir = settings.source.replay_dir.as_ref().ok_or(ConfigError::Invalid {
+                key: "source.replay_dir",
+                message: "is required".into(),
+            })?;
             let timeout = Duration::from_secs(settings.pipeline.photo_timeout_secs);
             ReplaySource::open(dir, settings.source.batch, settings.pipeline.max_photo_bytes, timeout)
                 .map(|s| Arc::new(s) as Arc<dyn ProfileSource>)
-                .map_err(|message| ConfigError::Invalid { key: "source.replay_dir", message })
+                .map_err(|message| ConfigError::Invalid {
+                    key: "source.replay_dir",
+                    message,
+                })
         }
     }
 }
@@ -181,14 +191,19 @@ fn spawn_reload_on_sighup(daemon: Arc<Daemon>) {
 /// Feeds the systemd watchdog while the pipeline shows progress; a stuck pipeline stops feeding it
 /// and systemd restarts the service.
 fn spawn_watchdog(daemon: Arc<Daemon>) {
-    let Some(interval) = sd_notify::watchdog_enabled() else { return };
+    let Some(interval) = sd_notify::watchdog_enabled() else {
+        return;
+    };
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(interval / 2).await;
             if daemon.heartbeat_age() < interval {
                 notify(&[sd_notify::NotifyState::Watchdog]);
             } else {
-                tracing::error!(stalled_secs = daemon.heartbeat_age().as_secs(), "pipeline stalled; no longer feeding the watchdog");
+                tracing::error!(
+                    stalled_secs = daemon.heartbeat_age().as_secs(),
+                    "pipeline stalled; no longer feeding the watchdog"
+                );
             }
         }
     });

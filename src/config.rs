@@ -49,7 +49,10 @@ pub struct ModelSettings {
 
 impl Default for ModelSettings {
     fn default() -> Self {
-        ModelSettings { path: PathBuf::from("models/swipebot.onnx"), threshold: None }
+        ModelSettings {
+            path: PathBuf::from("models/swipebot.onnx"),
+            threshold: None,
+        }
     }
 }
 
@@ -74,7 +77,14 @@ pub struct RuntimeSettings {
 
 impl Default for RuntimeSettings {
     fn default() -> Self {
-        RuntimeSettings { library: None, device: Device::Cpu, require_gpu: false, intra_threads: 1, scorer_threads: 1, batch_size: 8 }
+        RuntimeSettings {
+            library: None,
+            device: Device::Cpu,
+            require_gpu: false,
+            intra_threads: 1,
+            scorer_threads: 1,
+            batch_size: 8,
+        }
     }
 }
 
@@ -104,7 +114,12 @@ pub struct SourceSettings {
 
 impl Default for SourceSettings {
     fn default() -> Self {
-        SourceSettings { kind: SourceKind::Replay, replay_dir: None, dry_run: false, batch: 10 }
+        SourceSettings {
+            kind: SourceKind::Replay,
+            replay_dir: None,
+            dry_run: false,
+            batch: 10,
+        }
     }
 }
 
@@ -122,7 +137,11 @@ pub struct PacingSettings {
 
 impl Default for PacingSettings {
     fn default() -> Self {
-        PacingSettings { swipes_per_minute: 20, jitter: 0.5, daily_like_budget: 100 }
+        PacingSettings {
+            swipes_per_minute: 20,
+            jitter: 0.5,
+            daily_like_budget: 100,
+        }
     }
 }
 
@@ -175,7 +194,9 @@ pub struct StateSettings {
 
 impl Default for StateSettings {
     fn default() -> Self {
-        StateSettings { dir: PathBuf::from("state") }
+        StateSettings {
+            dir: PathBuf::from("state"),
+        }
     }
 }
 
@@ -202,7 +223,10 @@ pub struct LogSettings {
 
 impl Default for LogSettings {
     fn default() -> Self {
-        LogSettings { format: LogFormat::Text, level: "info".into() }
+        LogSettings {
+            format: LogFormat::Text,
+            level: "info".into(),
+        }
     }
 }
 
@@ -231,13 +255,21 @@ impl Settings {
     /// Loads `path` with environment overrides, resolves relative paths against the file's folder,
     /// and validates every value.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let load_err = |message: String| ConfigError::Load { path: path.to_path_buf(), message };
+        let load_err = |message: String| ConfigError::Load {
+            path: path.to_path_buf(),
+            message,
+        };
         if !path.is_file() {
             return Err(load_err("no such file (start from config/swipebot.toml)".into()));
         }
         let built = config::Config::builder()
             .add_source(config::File::from(path).format(config::FileFormat::Toml))
-            .add_source(config::Environment::with_prefix(ENV_PREFIX).prefix_separator("__").separator("__").try_parsing(true))
+            .add_source(
+                config::Environment::with_prefix(ENV_PREFIX)
+                    .prefix_separator("__")
+                    .separator("__")
+                    .try_parsing(true),
+            )
             .build()
             .map_err(|e| load_err(e.to_string()))?;
         let mut settings: Settings = built.try_deserialize().map_err(|e| load_err(e.to_string()))?;
@@ -270,36 +302,88 @@ impl Settings {
             if ok {
                 Ok(())
             } else {
-                Err(ConfigError::Invalid { key, message: message() })
+                Err(ConfigError::Invalid {
+                    key,
+                    message: message(),
+                })
             }
         }
         if let Some(t) = self.model.threshold {
-            check((0.0..=1.0).contains(&t), "model.threshold", || format!("must be between 0 and 1, got {t}"))?;
+            check((0.0..=1.0).contains(&t), "model.threshold", || {
+                format!("must be between 0 and 1, got {t}")
+            })?;
         }
         let r = &self.runtime;
-        check((1..=64).contains(&r.intra_threads), "runtime.intra_threads", || format!("must be 1 to 64, got {}", r.intra_threads))?;
-        check((1..=16).contains(&r.scorer_threads), "runtime.scorer_threads", || format!("must be 1 to 16, got {}", r.scorer_threads))?;
-        check((1..=256).contains(&r.batch_size), "runtime.batch_size", || format!("must be 1 to 256, got {}", r.batch_size))?;
-        check(!r.require_gpu || r.device == Device::Cuda, "runtime.require_gpu", || "needs runtime.device = \"cuda\"".into())?;
+        check((1..=64).contains(&r.intra_threads), "runtime.intra_threads", || {
+            format!("must be 1 to 64, got {}", r.intra_threads)
+        })?;
+        check((1..=16).contains(&r.scorer_threads), "runtime.scorer_threads", || {
+            format!("must be 1 to 16, got {}", r.scorer_threads)
+        })?;
+        check((1..=256).contains(&r.batch_size), "runtime.batch_size", || {
+            format!("must be 1 to 256, got {}", r.batch_size)
+        })?;
+        check(
+            !r.require_gpu || r.device == Device::Cuda,
+            "runtime.require_gpu",
+            || "needs runtime.device = \"cuda\"".into(),
+        )?;
         let s = &self.source;
-        check((1..=100).contains(&s.batch), "source.batch", || format!("must be 1 to 100, got {}", s.batch))?;
+        check((1..=100).contains(&s.batch), "source.batch", || {
+            format!("must be 1 to 100, got {}", s.batch)
+        })?;
         if s.kind == SourceKind::Replay {
-            check(s.replay_dir.is_some(), "source.replay_dir", || "is required when source.kind = \"replay\"".into())?;
+            check(s.replay_dir.is_some(), "source.replay_dir", || {
+                "is required when source.kind = \"replay\"".into()
+            })?;
         }
         let p = &self.pacing;
-        check((1..=600).contains(&p.swipes_per_minute), "pacing.swipes_per_minute", || format!("must be 1 to 600, got {}", p.swipes_per_minute))?;
-        check((0.0..=1.0).contains(&p.jitter), "pacing.jitter", || format!("must be between 0 and 1, got {}", p.jitter))?;
+        check(
+            (1..=600).contains(&p.swipes_per_minute),
+            "pacing.swipes_per_minute",
+            || format!("must be 1 to 600, got {}", p.swipes_per_minute),
+        )?;
+        check((0.0..=1.0).contains(&p.jitter), "pacing.jitter", || {
+            format!("must be between 0 and 1, got {}", p.jitter)
+        })?;
         let q = &self.pipeline;
-        check((1..=64).contains(&q.profiles_in_flight), "pipeline.profiles_in_flight", || format!("must be 1 to 64, got {}", q.profiles_in_flight))?;
-        check((1..=64).contains(&q.photo_concurrency), "pipeline.photo_concurrency", || format!("must be 1 to 64, got {}", q.photo_concurrency))?;
-        check((1..=600).contains(&q.photo_timeout_secs), "pipeline.photo_timeout_secs", || format!("must be 1 to 600, got {}", q.photo_timeout_secs))?;
-        check((1024..=(256 << 20)).contains(&q.max_photo_bytes), "pipeline.max_photo_bytes", || format!("must be 1 KiB to 256 MiB, got {}", q.max_photo_bytes))?;
-        check((1..=400_000_000).contains(&q.max_photo_pixels), "pipeline.max_photo_pixels", || format!("must be 1 to 400000000, got {}", q.max_photo_pixels))?;
-        check(q.shutdown_grace_secs <= 300, "pipeline.shutdown_grace_secs", || format!("must be at most 300, got {}", q.shutdown_grace_secs))?;
+        check(
+            (1..=64).contains(&q.profiles_in_flight),
+            "pipeline.profiles_in_flight",
+            || format!("must be 1 to 64, got {}", q.profiles_in_flight),
+        )?;
+        check(
+            (1..=64).contains(&q.photo_concurrency),
+            "pipeline.photo_concurrency",
+            || format!("must be 1 to 64, got {}", q.photo_concurrency),
+        )?;
+        check(
+            (1..=600).contains(&q.photo_timeout_secs),
+            "pipeline.photo_timeout_secs",
+            || format!("must be 1 to 600, got {}", q.photo_timeout_secs),
+        )?;
+        check(
+            (1024..=(256 << 20)).contains(&q.max_photo_bytes),
+            "pipeline.max_photo_bytes",
+            || format!("must be 1 KiB to 256 MiB, got {}", q.max_photo_bytes),
+        )?;
+        check(
+            (1..=400_000_000).contains(&q.max_photo_pixels),
+            "pipeline.max_photo_pixels",
+            || format!("must be 1 to 400000000, got {}", q.max_photo_pixels),
+        )?;
+        check(q.shutdown_grace_secs <= 300, "pipeline.shutdown_grace_secs", || {
+            format!("must be at most 300, got {}", q.shutdown_grace_secs)
+        })?;
         check(
             tracing_subscriber::EnvFilter::try_new(&self.log.level).is_ok(),
             "log.level",
-            || format!("`{}` is not a valid filter (try `info` or `swipebot=debug`)", self.log.level),
+            || {
+                format!(
+                    "`{}` is not a valid filter (try `info` or `swipebot=debug`)",
+                    self.log.level
+                )
+            },
         )?;
         Ok(())
     }
@@ -324,21 +408,47 @@ mod tests {
     #[test]
     fn unknown_keys_and_bad_values_are_named() {
         let dir = tempfile::tempdir().unwrap();
-        let err = Settings::load(&write(dir.path(), "[pacing]\nswipes_per_minit = 3\n")).unwrap_err().to_string();
+        let err = Settings::load(&write(dir.path(), "[pacing]\nswipes_per_minit = 3\n"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("swipes_per_minit"), "{err}");
-        let err = Settings::load(&write(dir.path(), "[source]\nreplay_dir = \"p\"\n[pacing]\njitter = 1.5\n")).unwrap_err();
-        assert_eq!(err, ConfigError::Invalid { key: "pacing.jitter", message: "must be between 0 and 1, got 1.5".into() });
-        let err = Settings::load(&write(dir.path(), "[source]\nreplay_dir = \"p\"\n[runtime]\ndevice = \"tpu\"\n")).unwrap_err().to_string();
+        let err = Settings::load(&write(
+            dir.path(),
+            "[source]\nreplay_dir = \"p\"\n[pacing]\njitter = 1.5\n",
+        ))
+        .unwrap_err();
+        assert_eq!(
+            err,
+            ConfigError::Invalid {
+                key: "pacing.jitter",
+                message: "must be between 0 and 1, got 1.5".into()
+            }
+        );
+        let err = Settings::load(&write(
+            dir.path(),
+            "[source]\nreplay_dir = \"p\"\n[runtime]\ndevice = \"tpu\"\n",
+        ))
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("tpu"), "{err}");
-        let err = Settings::load(&write(dir.path(), "[source]\nkind = \"replay\"\n")).unwrap_err().to_string();
+        let err = Settings::load(&write(dir.path(), "[source]\nkind = \"replay\"\n"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("source.replay_dir"), "{err}");
     }
 
     #[test]
     fn relative_paths_follow_the_config_file_and_round_trip_through_toml() {
         let dir = tempfile::tempdir().unwrap();
-        let s = Settings::load(&write(dir.path(), "[source]\nreplay_dir = \"profiles\"\n[model]\nthreshold = 0.3\n")).unwrap();
-        assert_eq!(s.source.replay_dir.as_deref(), Some(dir.path().join("profiles").as_path()));
+        let s = Settings::load(&write(
+            dir.path(),
+            "[source]\nreplay_dir = \"profiles\"\n[model]\nthreshold = 0.3\n",
+        ))
+        .unwrap();
+        assert_eq!(
+            s.source.replay_dir.as_deref(),
+            Some(dir.path().join("profiles").as_path())
+        );
         assert_eq!(s.model.path, dir.path().join("models/swipebot.onnx"));
         assert_eq!(s.model.threshold, Some(0.3));
         let back: Settings = toml::from_str(&s.to_toml()).unwrap();

@@ -133,7 +133,8 @@ struct Context {
 
 impl Context {
     fn beat(&self) {
-        self.heartbeat.store(self.started.elapsed().as_millis() as u64, Ordering::Relaxed);
+        self.heartbeat
+            .store(self.started.elapsed().as_millis() as u64, Ordering::Relaxed);
     }
 
     /// Sleeps until `deadline` in short steps (keeping the watchdog fed); false if stopping.
@@ -150,7 +151,10 @@ impl Context {
         }
     }
 
-    async fn journal<T: Send + 'static>(&self, f: impl FnOnce(&mut Journal) -> Result<T, JournalError> + Send + 'static) -> Result<T, JournalError> {
+    async fn journal<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Journal) -> Result<T, JournalError> + Send + 'static,
+    ) -> Result<T, JournalError> {
         let journal = Arc::clone(&self.journal);
         tokio::task::spawn_blocking(move || f(&mut journal.lock().expect("journal lock")))
             .await
@@ -171,12 +175,23 @@ pub fn build_live(settings: &Settings) -> Result<Live, ScorerError> {
         device: settings.runtime.device,
         require_gpu: settings.runtime.require_gpu,
         intra_threads: settings.runtime.intra_threads,
-        limits: Limits { max_bytes: settings.pipeline.max_photo_bytes, max_pixels: settings.pipeline.max_photo_pixels },
+        limits: Limits {
+            max_bytes: settings.pipeline.max_photo_bytes,
+            max_pixels: settings.pipeline.max_photo_pixels,
+        },
     };
-    let scoring = ScoringService::start(&settings.model.path, &options, settings.runtime.scorer_threads, settings.runtime.batch_size)?;
+    let scoring = ScoringService::start(
+        &settings.model.path,
+        &options,
+        settings.runtime.scorer_threads,
+        settings.runtime.batch_size,
+    )?;
     let threshold = settings.model.threshold.unwrap_or(scoring.info().threshold);
     Ok(Live {
-        policy: Policy { threshold, no_photos: settings.policy.no_photos },
+        policy: Policy {
+            threshold,
+            no_photos: settings.policy.no_photos,
+        },
         scoring,
         pacer: Arc::new(Pacer::new(&settings.pacing)),
     })
@@ -192,7 +207,12 @@ pub struct Daemon {
 
 impl Daemon {
     /// Loads the model and opens the journal. Nothing is fetched or swiped yet.
-    pub fn start(settings: Settings, config_path: Option<PathBuf>, source: Arc<dyn ProfileSource>, shutdown: Shutdown) -> Result<Self, DaemonError> {
+    pub fn start(
+        settings: Settings,
+        config_path: Option<PathBuf>,
+        source: Arc<dyn ProfileSource>,
+        shutdown: Shutdown,
+    ) -> Result<Self, DaemonError> {
         let live = build_live(&settings)?;
         let journal = Journal::open(&settings.state.dir)?;
         tracing::info!(
@@ -220,7 +240,12 @@ impl Daemon {
             photo_timeout: Duration::from_secs(settings.pipeline.photo_timeout_secs),
             fatal: Mutex::new(None),
         });
-        Ok(Daemon { ctx, live_tx, settings, config_path })
+        Ok(Daemon {
+            ctx,
+            live_tx,
+            settings,
+            config_path,
+        })
     }
 
     /// Replaces threshold, pacing and model from the config file (SIGHUP). In-flight profiles finish
@@ -236,7 +261,11 @@ impl Daemon {
         };
         let current = self.ctx.live.borrow().clone();
         let same_model = fresh.model.path == self.settings.model.path
-            && std::fs::read(&fresh.model.path).ok().map(|b| crate::model_info::sha256_hex(&b)).as_deref() == Some(current.scoring.model_sha256());
+            && std::fs::read(&fresh.model.path)
+                .ok()
+                .map(|b| crate::model_info::sha256_hex(&b))
+                .as_deref()
+                == Some(current.scoring.model_sha256());
         let scoring = if same_model {
             Arc::clone(&current.scoring)
         } else {
@@ -248,8 +277,20 @@ impl Daemon {
             }
         };
         let threshold = fresh.model.threshold.unwrap_or(scoring.info().threshold);
-        let live = Live { policy: Policy { threshold, no_photos: fresh.policy.no_photos }, scoring, pacer: Arc::new(Pacer::new(&fresh.pacing)) };
-        tracing::info!(threshold, sha256 = live.scoring.model_sha256(), swipes_per_minute = fresh.pacing.swipes_per_minute, "SIGHUP: settings reloaded");
+        let live = Live {
+            policy: Policy {
+                threshold,
+                no_photos: fresh.policy.no_photos,
+            },
+            scoring,
+            pacer: Arc::new(Pacer::new(&fresh.pacing)),
+        };
+        tracing::info!(
+            threshold,
+            sha256 = live.scoring.model_sha256(),
+            swipes_per_minute = fresh.pacing.swipes_per_minute,
+            "SIGHUP: settings reloaded"
+        );
         let _ = self.live_tx.send(Arc::new(live));
     }
 
@@ -333,7 +374,10 @@ impl Daemon {
         };
         if ctx.shutdown.is_triggered() {
             if tokio::time::timeout(grace, drain).await.is_err() {
-                tracing::warn!(grace_secs = grace.as_secs(), "in-flight profiles abandoned at the end of the grace period; they are decided again next run");
+                tracing::warn!(
+                    grace_secs = grace.as_secs(),
+                    "in-flight profiles abandoned at the end of the grace period; they are decided again next run"
+                );
                 tasks.abort_all();
                 while tasks.join_next().await.is_some() {}
             }
@@ -345,7 +389,9 @@ impl Daemon {
         }
         let s = &ctx.stats;
         Ok(Summary {
-            profiles: s.likes.load(Ordering::Relaxed) + s.passes.load(Ordering::Relaxed) + s.skips.load(Ordering::Relaxed),
+            profiles: s.likes.load(Ordering::Relaxed)
+                + s.passes.load(Ordering::Relaxed)
+                + s.skips.load(Ordering::Relaxed),
             likes: s.likes.load(Ordering::Relaxed),
             passes: s.passes.load(Ordering::Relaxed),
             skips: s.skips.load(Ordering::Relaxed),
@@ -399,7 +445,14 @@ async fn resolve_unresolved(ctx: &Context) -> Result<(), DaemonError> {
     let unresolved = ctx.journal.lock().expect("journal lock").take_unresolved();
     for mut record in unresolved {
         tracing::info!(profile = %record.profile_id, decision = record.decision.as_str(), "resending a swipe whose acknowledgement was not recorded before the last stop");
-        let profile = Profile { id: record.profile_id.clone(), name: String::new(), bio: String::new(), photos: vec![], placeholder: false, extra: Default::default() };
+        let profile = Profile {
+            id: record.profile_id.clone(),
+            name: String::new(),
+            bio: String::new(),
+            photos: vec![],
+            placeholder: false,
+            extra: Default::default(),
+        };
         let live = ctx.live.borrow().clone();
         match send_swipe(ctx, &live, &profile, record.decision).await {
             SwipeResult::Sent(outcome) => {
@@ -433,12 +486,18 @@ async fn score_photo(ctx: &Context, live: &Live, profile: &Profile, photo: &str)
     match result {
         Ok(score) => {
             ctx.stats.photos_scored.fetch_add(1, Ordering::Relaxed);
-            PhotoScore::Scored { photo: photo.to_string(), score }
+            PhotoScore::Scored {
+                photo: photo.to_string(),
+                score,
+            }
         }
         Err(error) => {
             ctx.stats.photos_failed.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(profile = %profile.id, photo, "photo ignored: {error}");
-            PhotoScore::Failed { photo: photo.to_string(), error }
+            PhotoScore::Failed {
+                photo: photo.to_string(),
+                error,
+            }
         }
     }
 }
@@ -537,7 +596,11 @@ async fn send_swipe(ctx: &Context, live: &Live, profile: &Profile, decision: Dec
         if ctx.source.is_remote() {
             if decision == Decision::Like {
                 loop {
-                    let today = ctx.journal.lock().expect("journal lock").likes_on(Utc::now().date_naive());
+                    let today = ctx
+                        .journal
+                        .lock()
+                        .expect("journal lock")
+                        .likes_on(Utc::now().date_naive());
                     if live.pacer.like_allowed(today) {
                         break;
                     }

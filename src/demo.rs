@@ -37,7 +37,10 @@ pub fn write(out: &Path, size: DemoSize) -> std::io::Result<()> {
             let like_photo = likeable && k == count - 1;
             let name = format!("{k}.jpg");
             let seed = 10_000 + (i * 10 + k) as u64;
-            std::fs::write(dir.join(&name), synth::jpeg(&synth::photo(like_photo, 480, 600, seed), 88))?;
+            std::fs::write(
+                dir.join(&name),
+                synth::jpeg(&synth::photo(like_photo, 480, 600, seed), 88),
+            )?;
             photos.push(name);
         }
         let mut expected = if likeable { "like" } else { "pass" };

@@ -91,7 +91,10 @@ pub struct Journal {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> JournalError + '_ {
-    move |source| JournalError::Io { path: path.to_path_buf(), source }
+    move |source| JournalError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// Reads the records of a JSON Lines file, cutting off a torn last line.
@@ -127,7 +130,11 @@ fn read_records(path: &Path) -> Result<Vec<Record>, JournalError> {
                 if rest.iter().all(u8::is_ascii_whitespace) {
                     break;
                 }
-                return Err(JournalError::Corrupt { path: path.to_path_buf(), line: line_no, message: e.to_string() });
+                return Err(JournalError::Corrupt {
+                    path: path.to_path_buf(),
+                    line: line_no,
+                    message: e.to_string(),
+                });
             }
             Ok(_) => unreachable!("complete is checked above"),
         }
@@ -143,7 +150,11 @@ fn read_records(path: &Path) -> Result<Vec<Record>, JournalError> {
 }
 
 fn open_append(path: &Path) -> Result<File, JournalError> {
-    let mut f = OpenOptions::new().create(true).append(true).open(path).map_err(io_err(path))?;
+    let mut f = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(io_err(path))?;
     f.seek(SeekFrom::End(0)).map_err(io_err(path))?;
     Ok(f)
 }
@@ -171,8 +182,11 @@ impl Journal {
                 *likes_by_day.entry(r.at.date_naive()).or_insert(0) += 1;
             }
         }
-        let unresolved: HashMap<String, Record> =
-            intents.into_iter().filter(|r| !decided.contains(&r.profile_id)).map(|r| (r.profile_id.clone(), r)).collect();
+        let unresolved: HashMap<String, Record> = intents
+            .into_iter()
+            .filter(|r| !decided.contains(&r.profile_id))
+            .map(|r| (r.profile_id.clone(), r))
+            .collect();
         // Keep only the unresolved intents, so the file does not grow without bound.
         let mut kept: Vec<&Record> = unresolved.values().collect();
         kept.sort_by(|a, b| a.at.cmp(&b.at));
@@ -243,7 +257,10 @@ mod tests {
         Record {
             profile_id: id.into(),
             decision,
-            scores: vec![PhotoScore::Scored { photo: "1.jpg".into(), score: 0.5 }],
+            scores: vec![PhotoScore::Scored {
+                photo: "1.jpg".into(),
+                score: 0.5,
+            }],
             threshold: 0.4,
             model_sha256: "ab".into(),
             source: "replay".into(),
@@ -294,7 +311,10 @@ mod tests {
             j.record(&record("b", Decision::Pass, true)).unwrap();
         }
         let all = Journal::read_all(dir.path()).unwrap();
-        assert_eq!(all.iter().map(|r| r.profile_id.as_str()).collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(
+            all.iter().map(|r| r.profile_id.as_str()).collect::<Vec<_>>(),
+            ["a", "b"]
+        );
     }
 
     #[test]

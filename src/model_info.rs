@@ -101,13 +101,7 @@ impl ModelInfo {
             .parse()
             .ok()
             .filter(|s| (16..=1024).contains(s))
-            .ok_or_else(|| {
-                invalid(
-                    keys::INPUT_SIZE,
-                    &size_text,
-                    "expected a size from 16 to 1024".into(),
-                )
-            })?;
+            .ok_or_else(|| invalid(keys::INPUT_SIZE, &size_text, "expected a size from 16 to 1024".into()))?;
         let channels_text = get(keys::CHANNELS)?;
         let channels = channels_text
             .parse()
@@ -115,8 +109,7 @@ impl ModelInfo {
             .and_then(Channels::from_count)
             .ok_or_else(|| invalid(keys::CHANNELS, &channels_text, "expected 1 or 3".into()))?;
         let resize_text = get(keys::RESIZE)?;
-        let recipe = Recipe::parse(&resize_text, channels)
-            .map_err(|why| invalid(keys::RESIZE, &resize_text, why))?;
+        let recipe = Recipe::parse(&resize_text, channels).map_err(|why| invalid(keys::RESIZE, &resize_text, why))?;
         if recipe.crop != input_size {
             return Err(invalid(
                 keys::RESIZE,
@@ -125,10 +118,7 @@ impl ModelInfo {
             ));
         }
         let classes_text = get(keys::CLASSES)?;
-        let classes: Vec<String> = classes_text
-            .split(',')
-            .map(|c| c.trim().to_string())
-            .collect();
+        let classes: Vec<String> = classes_text.split(',').map(|c| c.trim().to_string()).collect();
         if classes.len() < 2 || !classes.iter().any(|c| c == LIKE_CLASS) {
             return Err(invalid(
                 keys::CLASSES,
@@ -137,13 +127,8 @@ impl ModelInfo {
             ));
         }
         let threshold_text = get(keys::THRESHOLD)?;
-        let threshold = parse_unit(&threshold_text).ok_or_else(|| {
-            invalid(
-                keys::THRESHOLD,
-                &threshold_text,
-                "expected a number from 0 to 1".into(),
-            )
-        })?;
+        let threshold = parse_unit(&threshold_text)
+            .ok_or_else(|| invalid(keys::THRESHOLD, &threshold_text, "expected a number from 0 to 1".into()))?;
         // Older files without a temperature were exported uncalibrated.
         let temperature = match lookup(keys::TEMPERATURE) {
             None => 1.0,
@@ -151,13 +136,7 @@ impl ModelInfo {
                 .parse::<f32>()
                 .ok()
                 .filter(|t| t.is_finite() && *t > 0.0)
-                .ok_or_else(|| {
-                    invalid(
-                        keys::TEMPERATURE,
-                        &text,
-                        "expected a positive number".into(),
-                    )
-                })?,
+                .ok_or_else(|| invalid(keys::TEMPERATURE, &text, "expected a positive number".into()))?,
         };
         Ok(ModelInfo {
             input_size,

@@ -54,7 +54,11 @@ mod tests {
 
     #[tokio::test]
     async fn one_swipe_goes_at_once_and_the_next_waits_for_the_interval() {
-        let pacer = Pacer::new(&PacingSettings { swipes_per_minute: 600, jitter: 0.0, daily_like_budget: 2 });
+        let pacer = Pacer::new(&PacingSettings {
+            swipes_per_minute: 600,
+            jitter: 0.0,
+            daily_like_budget: 2,
+        });
         pacer.ready().await;
         // The quota allows no burst: a second swipe right away is refused.
         assert!(pacer.limiter.check().is_err());
@@ -64,7 +68,9 @@ mod tests {
 
     #[test]
     fn the_budget_resets_at_utc_midnight() {
-        let now = chrono::DateTime::parse_from_rfc3339("2026-11-28T17:30:00Z").unwrap().with_timezone(&chrono::Utc);
+        let now = chrono::DateTime::parse_from_rfc3339("2026-11-28T17:30:00Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
         assert_eq!(next_budget_reset(now).to_rfc3339(), "2026-11-29T00:00:00+00:00");
     }
 }

@@ -56,22 +56,41 @@ mod tests {
     use super::*;
 
     fn profile(placeholder: bool) -> Profile {
-        Profile { id: "p".into(), name: String::new(), bio: String::new(), photos: vec![], placeholder, extra: Default::default() }
+        Profile {
+            id: "p".into(),
+            name: String::new(),
+            bio: String::new(),
+            photos: vec![],
+            placeholder,
+            extra: Default::default(),
+        }
     }
 
     fn scored(score: f32) -> PhotoScore {
-        PhotoScore::Scored { photo: "x".into(), score }
+        PhotoScore::Scored {
+            photo: "x".into(),
+            score,
+        }
     }
 
     fn failed() -> PhotoScore {
-        PhotoScore::Failed { photo: "y".into(), error: "corrupt".into() }
+        PhotoScore::Failed {
+            photo: "y".into(),
+            error: "corrupt".into(),
+        }
     }
 
     #[test]
     fn any_photo_at_or_above_the_threshold_is_a_like() {
-        let policy = Policy { threshold: 0.4, no_photos: NoPhotos::Skip };
+        let policy = Policy {
+            threshold: 0.4,
+            no_photos: NoPhotos::Skip,
+        };
         let p = profile(false);
-        assert_eq!(policy.decide(&p, &[scored(0.1), scored(0.4), scored(0.2)]), Decision::Like);
+        assert_eq!(
+            policy.decide(&p, &[scored(0.1), scored(0.4), scored(0.2)]),
+            Decision::Like
+        );
         assert_eq!(policy.decide(&p, &[scored(0.1), scored(0.39999)]), Decision::Pass);
         assert_eq!(policy.decide(&p, &[failed(), scored(0.9)]), Decision::Like);
         assert_eq!(best_score(&[scored(0.1), failed(), scored(0.7)]), Some(0.7));
@@ -79,11 +98,17 @@ mod tests {
 
     #[test]
     fn no_scorable_photo_and_placeholders_are_skipped() {
-        let policy = Policy { threshold: 0.4, no_photos: NoPhotos::Skip };
+        let policy = Policy {
+            threshold: 0.4,
+            no_photos: NoPhotos::Skip,
+        };
         assert_eq!(policy.decide(&profile(false), &[failed()]), Decision::Skip);
         assert_eq!(policy.decide(&profile(false), &[]), Decision::Skip);
         assert_eq!(policy.decide(&profile(true), &[scored(1.0)]), Decision::Skip);
-        let pass = Policy { no_photos: NoPhotos::Pass, ..policy };
+        let pass = Policy {
+            no_photos: NoPhotos::Pass,
+            ..policy
+        };
         assert_eq!(pass.decide(&profile(false), &[failed()]), Decision::Pass);
         assert_eq!(pass.decide(&profile(true), &[]), Decision::Skip);
     }

@@ -22,8 +22,16 @@ impl Setup {
     fn new(profiles: usize) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let model = common::untrained_model(dir.path(), 64, true);
-        swipebot::demo::write(&dir.path().join("demo"), swipebot::demo::DemoSize { per_class: 0, profiles }).unwrap();
-        Setup { profiles: dir.path().join("demo/profiles"), model, dir }
+        swipebot::demo::write(
+            &dir.path().join("demo"),
+            swipebot::demo::DemoSize { per_class: 0, profiles },
+        )
+        .unwrap();
+        Setup {
+            profiles: dir.path().join("demo/profiles"),
+            model,
+            dir,
+        }
     }
 
     fn state(&self, name: &str) -> PathBuf {
@@ -32,7 +40,12 @@ impl Setup {
 
     fn replay_cmd(&self, state: &Path, extra: &[&str]) -> Command {
         let mut cmd = Command::new(common::bin("swipebot"));
-        cmd.args(["replay", self.profiles.to_str().unwrap(), "--model", self.model.to_str().unwrap()]);
+        cmd.args([
+            "replay",
+            self.profiles.to_str().unwrap(),
+            "--model",
+            self.model.to_str().unwrap(),
+        ]);
         cmd.args(["--state-dir", state.to_str().unwrap()]);
         cmd.args(extra);
         cmd
@@ -84,7 +97,10 @@ fn replay_journals_every_profile_with_the_any_photo_rule() {
         let out = s.replay(&state, &["--threshold", threshold]);
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(stdout.contains(&format!("summary: profiles {}", expected_profiles(&s))), "{stdout}");
+        assert!(
+            stdout.contains(&format!("summary: profiles {}", expected_profiles(&s))),
+            "{stdout}"
+        );
         let records = records_by_id(&state);
         assert_eq!(records.len(), expected_profiles(&s));
         for (id, r) in &records {
@@ -100,9 +116,16 @@ fn replay_journals_every_profile_with_the_any_photo_rule() {
                 Some(_) => {
                     assert!(!scored.is_empty(), "{id} has scorable photos");
                     let any = scored.iter().any(|&x| x >= r.threshold);
-                    assert_eq!(r.decision, if any { Decision::Like } else { Decision::Pass }, "{id}: {r:?}");
+                    assert_eq!(
+                        r.decision,
+                        if any { Decision::Like } else { Decision::Pass },
+                        "{id}: {r:?}"
+                    );
                     assert_eq!(r.decision, expect, "{id}");
-                    assert!(r.sent && r.outcome.is_some(), "{id}: the replay source acknowledges swipes");
+                    assert!(
+                        r.sent && r.outcome.is_some(),
+                        "{id}: the replay source acknowledges swipes"
+                    );
                     assert_eq!(r.model_sha256, sha);
                 }
             }
@@ -113,7 +136,13 @@ fn replay_journals_every_profile_with_the_any_photo_rule() {
         let corrupt = &records["demo0005"];
         assert!(corrupt.scores.iter().any(|p| matches!(p, swipebot::profile::PhotoScore::Failed { photo, error } if photo == "broken.jpg" && error.contains("corrupt"))), "{corrupt:?}");
         let missing = &records["demo0007"];
-        assert!(missing.scores.iter().any(|p| matches!(p, swipebot::profile::PhotoScore::Failed { photo, .. } if photo == "missing.jpg")), "{missing:?}");
+        assert!(
+            missing
+                .scores
+                .iter()
+                .any(|p| matches!(p, swipebot::profile::PhotoScore::Failed { photo, .. } if photo == "missing.jpg")),
+            "{missing:?}"
+        );
     }
 }
 
@@ -136,12 +165,19 @@ fn oversized_photos_are_ignored_with_an_error_and_the_profile_still_decided() {
     png.extend_from_slice(&crc32fast::hash(&idat).to_be_bytes());
     std::fs::write(dir.join("bomb.png"), png).unwrap();
     std::fs::write(dir.join("big.jpg"), vec![0xFFu8; 3 << 20]).unwrap();
-    let mut profile: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("profile.json")).unwrap()).unwrap();
-    profile["photos"].as_array_mut().unwrap().extend([serde_json::json!("bomb.png"), serde_json::json!("big.jpg")]);
+    let mut profile: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("profile.json")).unwrap()).unwrap();
+    profile["photos"]
+        .as_array_mut()
+        .unwrap()
+        .extend([serde_json::json!("bomb.png"), serde_json::json!("big.jpg")]);
     std::fs::write(dir.join("profile.json"), profile.to_string()).unwrap();
     let state = s.state("state");
     let config = s.config(&state, "[pipeline]\nmax_photo_bytes = 2097152\n");
-    let out = Command::new(common::bin("swipebot")).args(["run", "--config", config.to_str().unwrap()]).output().unwrap();
+    let out = Command::new(common::bin("swipebot"))
+        .args(["run", "--config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let r = &records_by_id(&state)["demo0000"];
     let errors: HashMap<&str, &str> = r
@@ -154,7 +190,10 @@ fn oversized_photos_are_ignored_with_an_error_and_the_profile_still_decided() {
         .collect();
     assert!(errors["bomb.png"].contains("50000x50000"), "{errors:?}");
     assert!(errors["big.jpg"].contains("over the limit"), "{errors:?}");
-    assert!(r.scores.iter().any(|p| p.score().is_some()), "the good photo was still scored: {r:?}");
+    assert!(
+        r.scores.iter().any(|p| p.score().is_some()),
+        "the good photo was still scored: {r:?}"
+    );
     assert_ne!(r.decision, Decision::Skip);
 }
 
@@ -167,8 +206,18 @@ fn a_restart_does_not_decide_again() {
     let out = s.replay(&state, &[]);
     assert!(out.status.success());
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains(&format!("summary: profiles 0 (like 0, pass 0, skip 0; {} already decided)", expected_profiles(&s) - 1)), "{stdout}");
-    assert_eq!(std::fs::read(state.join("decisions.jsonl")).unwrap(), before, "the journal is unchanged");
+    assert!(
+        stdout.contains(&format!(
+            "summary: profiles 0 (like 0, pass 0, skip 0; {} already decided)",
+            expected_profiles(&s) - 1
+        )),
+        "{stdout}"
+    );
+    assert_eq!(
+        std::fs::read(state.join("decisions.jsonl")).unwrap(),
+        before,
+        "the journal is unchanged"
+    );
 }
 
 fn wait_with_timeout(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
@@ -189,8 +238,14 @@ fn wait_with_timeout(child: &mut Child, limit: Duration) -> std::process::ExitSt
 fn kill_9_at_random_points_then_restart_yields_every_profile_exactly_once() {
     let s = Setup::new(60);
     let state = s.state("state");
-    let config = s.config(&state, "[pipeline]\nprofiles_in_flight = 1\n[runtime]\nbatch_size = 1\n");
-    let seed: u64 = std::env::var("KILL_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or(20261128);
+    let config = s.config(
+        &state,
+        "[pipeline]\nprofiles_in_flight = 1\n[runtime]\nbatch_size = 1\n",
+    );
+    let seed: u64 = std::env::var("KILL_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20261128);
     eprintln!("kill schedule seed {seed} (set KILL_SEED to replay it)");
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let mut kills = 0;
@@ -215,14 +270,24 @@ fn kill_9_at_random_points_then_restart_yields_every_profile_exactly_once() {
     }
     assert!(kills >= 2, "the run was too fast to be interrupted ({kills} kills)");
     if !finished {
-        let out = Command::new(common::bin("swipebot")).args(["run", "--config", config.to_str().unwrap()]).output().unwrap();
+        let out = Command::new(common::bin("swipebot"))
+            .args(["run", "--config", config.to_str().unwrap()])
+            .output()
+            .unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     }
     let records = records_by_id(&state);
     let resent = records.values().filter(|r| r.resolved_after_restart).count();
     eprintln!("{kills} kills; {resent} swipes resent after a restart");
-    assert_eq!(records.len(), expected_profiles(&s), "every profile exactly once after {kills} kills");
-    assert!(records.values().all(|r| r.decision == Decision::Skip || r.sent), "every swipe acknowledged");
+    assert_eq!(
+        records.len(),
+        expected_profiles(&s),
+        "every profile exactly once after {kills} kills"
+    );
+    assert!(
+        records.values().all(|r| r.decision == Decision::Skip || r.sent),
+        "every swipe acknowledged"
+    );
     let pending = std::fs::read_to_string(state.join("pending.jsonl")).unwrap_or_default();
     let reopened = Journal::open(&state).unwrap();
     drop(reopened);
@@ -236,7 +301,10 @@ fn kill_9_at_random_points_then_restart_yields_every_profile_exactly_once() {
 fn sigterm_drains_in_flight_work_and_exits_0() {
     let s = Setup::new(120);
     let state = s.state("state");
-    let config = s.config(&state, "[pipeline]\nprofiles_in_flight = 1\n[runtime]\nbatch_size = 1\n");
+    let config = s.config(
+        &state,
+        "[pipeline]\nprofiles_in_flight = 1\n[runtime]\nbatch_size = 1\n",
+    );
     let mut child = Command::new(common::bin("swipebot"))
         .args(["run", "--config", config.to_str().unwrap()])
         .stdout(Stdio::piped())
@@ -248,16 +316,26 @@ fn sigterm_drains_in_flight_work_and_exits_0() {
         assert!(start.elapsed() < Duration::from_secs(30), "no decisions within 30 s");
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    assert!(Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
     let status = wait_with_timeout(&mut child, Duration::from_secs(15));
     let mut stdout = String::new();
     std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut stdout).unwrap();
     assert_eq!(status.code(), Some(0), "{stdout}");
     assert!(stdout.contains("(interrupted)"), "{stdout}");
     let partial = records_by_id(&state).len();
-    assert!(partial < expected_profiles(&s), "SIGTERM came before the end ({partial} decided)");
+    assert!(
+        partial < expected_profiles(&s),
+        "SIGTERM came before the end ({partial} decided)"
+    );
     // The next start finishes the rest, deciding nothing twice.
-    let out = Command::new(common::bin("swipebot")).args(["run", "--config", config.to_str().unwrap()]).output().unwrap();
+    let out = Command::new(common::bin("swipebot"))
+        .args(["run", "--config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
     assert!(out.status.success());
     assert_eq!(records_by_id(&state).len(), expected_profiles(&s));
 }
@@ -278,7 +356,11 @@ fn bad_config_keys_and_values_stop_before_anything_runs() {
         ("[pacing]\nswipes_per_minit = 3\n", vec![], "swipes_per_minit"),
         ("[pacing]\njitter = 1.5\n", vec![], "pacing.jitter"),
         ("[runtime]\ndevice = \"tpu\"\n", vec![], "tpu"),
-        ("", vec![("SWIPEBOT__PACING__SWIPES_PER_MINUTE", "0")], "pacing.swipes_per_minute"),
+        (
+            "",
+            vec![("SWIPEBOT__PACING__SWIPES_PER_MINUTE", "0")],
+            "pacing.swipes_per_minute",
+        ),
         ("", vec![("SWIPEBOT__SOURCE__TOKEN", "hunter2")], "token"),
     ] {
         let config = s.config(&state, extra);
@@ -286,12 +368,22 @@ fn bad_config_keys_and_values_stop_before_anything_runs() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(78), "{extra:?} {env:?}: {err}");
         assert!(err.contains(needle), "{needle}: {err}");
-        assert!(!err.contains("hunter2"), "a value given as a secret is never echoed: {err}");
+        assert!(
+            !err.contains("hunter2"),
+            "a value given as a secret is never echoed: {err}"
+        );
         assert!(!state.exists(), "nothing ran, not even the journal");
     }
     // A model that is not there is also a configuration error.
     let config = s.dir.path().join("nomodel.toml");
-    std::fs::write(&config, format!("[model]\npath = \"/nonexistent.onnx\"\n[source]\nreplay_dir = {:?}\n[state]\ndir = {:?}\n", s.profiles, state)).unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            "[model]\npath = \"/nonexistent.onnx\"\n[source]\nreplay_dir = {:?}\n[state]\ndir = {:?}\n",
+            s.profiles, state
+        ),
+    )
+    .unwrap();
     let out = run(&config, &[]);
     assert_eq!(out.status.code(), Some(78));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent.onnx"));
@@ -311,7 +403,11 @@ fn bad_config_keys_and_values_stop_before_anything_runs() {
 #[test]
 fn the_documented_config_file_is_valid() {
     let out = Command::new(common::bin("swipebot"))
-        .args(["check-config", "--config", common::repo_root().join("config/swipebot.toml").to_str().unwrap()])
+        .args([
+            "check-config",
+            "--config",
+            common::repo_root().join("config/swipebot.toml").to_str().unwrap(),
+        ])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -323,26 +419,60 @@ fn json_logs_have_one_decision_line_per_profile() {
     let state = s.state("state");
     let out = s.replay(&state, &["--log-format", "json"]);
     assert!(out.status.success());
-    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stderr).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     let decided: Vec<&serde_json::Value> = lines.iter().filter(|l| l["message"] == "decided").collect();
     assert_eq!(decided.len(), expected_profiles(&s) - 1, "one line per parsed profile");
     for d in decided {
-        assert!(d["profile"].is_string() && d["decision"].is_string() && d["latency_ms"].is_number(), "{d}");
+        assert!(
+            d["profile"].is_string() && d["decision"].is_string() && d["latency_ms"].is_number(),
+            "{d}"
+        );
     }
-    assert!(lines.iter().any(|l| l["message"] == "summary" && l["profiles"].is_number()));
+    assert!(lines
+        .iter()
+        .any(|l| l["message"] == "summary" && l["profiles"].is_number()));
 }
 
 #[test]
 fn the_systemd_unit_passes_systemd_analyze_verify() {
     let unit = std::fs::read_to_string(common::repo_root().join("systemd/swipebot.service")).unwrap();
-    for key in ["Type=notify", "WatchdogSec=", "Restart=on-failure", "StateDirectory=", "DynamicUser=yes", "ProtectSystem=strict", "NoNewPrivileges=yes", "LoadCredential="] {
+    for key in [
+        "Type=notify",
+        "WatchdogSec=",
+        "Restart=on-failure",
+        "StateDirectory=",
+        "DynamicUser=yes",
+        "ProtectSystem=strict",
+        "NoNewPrivileges=yes",
+        "LoadCredential=",
+    ] {
         assert!(unit.contains(key), "unit lacks {key}");
     }
     // verify checks that ExecStart exists: point it at the binary under test.
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("swipebot.service");
-    std::fs::write(&path, unit.replace("/opt/swipebot/bin/swipebot", common::bin("swipebot").to_str().unwrap())).unwrap();
-    let out = Command::new("systemd-analyze").arg("verify").arg(&path).output().expect("systemd-analyze is installed (apt-get install systemd)");
-    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.stderr.is_empty(), "warnings: {}", String::from_utf8_lossy(&out.stderr));
+    std::fs::write(
+        &path,
+        unit.replace("/opt/swipebot/bin/swipebot", common::bin("swipebot").to_str().unwrap()),
+    )
+    .unwrap();
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .expect("systemd-analyze is installed (apt-get install systemd)");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.stderr.is_empty(),
+        "warnings: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

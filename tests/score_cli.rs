@@ -35,11 +35,7 @@ fn png_header_only(width: u32, height: u32) -> Vec<u8> {
     ihdr.extend_from_slice(&height.to_be_bytes());
     ihdr.extend_from_slice(&[8, 0, 0, 0, 0]);
     chunk(&mut out, b"IHDR", &ihdr);
-    chunk(
-        &mut out,
-        b"IDAT",
-        &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01],
-    );
+    chunk(&mut out, b"IDAT", &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01]);
     chunk(&mut out, b"IEND", &[]);
     out
 }
@@ -48,23 +44,13 @@ fn png_header_only(width: u32, height: u32) -> Vec<u8> {
 fn scores_real_photos_with_the_models_threshold() {
     let dir = tempfile::tempdir().unwrap();
     let model = common::untrained_model(dir.path(), 64, false);
-    let photos: Vec<PathBuf> = [
-        "astronaut.png",
-        "coffee.png",
-        "chelsea.png",
-        "rocket.jpg",
-        "camera.png",
-    ]
-    .iter()
-    .map(|n| common::sample_photo_dir().join(n))
-    .collect();
+    let photos: Vec<PathBuf> = ["astronaut.png", "coffee.png", "chelsea.png", "rocket.jpg", "camera.png"]
+        .iter()
+        .map(|n| common::sample_photo_dir().join(n))
+        .collect();
     let out = score(&["--model", model.to_str().unwrap()], &photos);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), photos.len(), "{stdout}");
     for (line, photo) in lines.iter().zip(&photos) {
@@ -77,13 +63,7 @@ fn scores_real_photos_with_the_models_threshold() {
 
     // The same photos as JSON lines, with a threshold override that makes every photo a like.
     let out = score(
-        &[
-            "--model",
-            model.to_str().unwrap(),
-            "--json",
-            "--threshold",
-            "0",
-        ],
+        &["--model", model.to_str().unwrap(), "--json", "--threshold", "0"],
         &photos,
     );
     assert!(out.status.success());
@@ -102,14 +82,8 @@ fn scores_agree_between_batch_sizes_and_with_the_library() {
         .iter()
         .map(|n| common::sample_photo_dir().join(n))
         .collect();
-    let one = score(
-        &["--model", model.to_str().unwrap(), "--batch-size", "1"],
-        &photos,
-    );
-    let many = score(
-        &["--model", model.to_str().unwrap(), "--batch-size", "3"],
-        &photos,
-    );
+    let one = score(&["--model", model.to_str().unwrap(), "--batch-size", "1"], &photos);
+    let many = score(&["--model", model.to_str().unwrap(), "--batch-size", "3"], &photos);
     assert_eq!(
         String::from_utf8_lossy(&one.stdout),
         String::from_utf8_lossy(&many.stdout)
@@ -117,9 +91,7 @@ fn scores_agree_between_batch_sizes_and_with_the_library() {
 
     let mut scorer = Scorer::load(&model, &ScorerOptions::default()).unwrap();
     let mut batch = Vec::new();
-    scorer
-        .prepare(&std::fs::read(&photos[0]).unwrap(), &mut batch)
-        .unwrap();
+    scorer.prepare(&std::fs::read(&photos[0]).unwrap(), &mut batch).unwrap();
     let p = scorer.score(&batch).unwrap()[0];
     let first = String::from_utf8_lossy(&one.stdout)
         .lines()
@@ -145,10 +117,7 @@ fn corrupt_html_and_oversized_images_get_an_error_line_and_the_rest_are_scored()
     let mut truncated = std::fs::read(common::sample_photo_dir().join("rocket.jpg")).unwrap();
     truncated.truncate(600);
     let corrupt = write("truncated.jpg", &truncated);
-    let html = write(
-        "page.jpg",
-        b"<!doctype html><html><body>Forbidden</body></html>",
-    );
+    let html = write("page.jpg", b"<!doctype html><html><body>Forbidden</body></html>");
     let bomb = write("bomb.png", &png_header_only(60_000, 60_000));
     let mut huge = b"\xFF\xD8\xFF\xE0".to_vec();
     huge.resize(21 * 1024 * 1024, 0);
@@ -210,7 +179,10 @@ fn a_missing_onnx_runtime_says_what_to_run() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("ONNX Runtime library not found at /nonexistent/libonnxruntime.so (from ORT_DYLIB_PATH)"), "{err}");
+    assert!(
+        err.contains("ONNX Runtime library not found at /nonexistent/libonnxruntime.so (from ORT_DYLIB_PATH)"),
+        "{err}"
+    );
     assert!(err.contains("scripts/setup.sh"), "{err}");
     assert!(out.stdout.is_empty());
 
@@ -284,9 +256,6 @@ fn cuda_falls_back_to_the_cpu_unless_required() {
             require_gpu: true,
             ..ScorerOptions::default()
         };
-        assert_eq!(
-            Scorer::load(&model, &required).unwrap().device(),
-            Device::Cuda
-        );
+        assert_eq!(Scorer::load(&model, &required).unwrap().device(), Device::Cuda);
     }
 }

@@ -79,19 +79,12 @@ fn onnx_runtime_gives_the_same_probabilities_as_libtorch() {
         export::export(&vs, shape, &info(size as u32, channels, temperature), &path).unwrap();
 
         let pixels = Tensor::rand([5, c, size, size], (Kind::Float, Device::Cpu)) * 255.0;
-        let expected = Vec::<f32>::try_from(
-            net.probabilities(&pixels, f64::from(temperature))
-                .flatten(0, -1),
-        )
-        .unwrap();
+        let expected = Vec::<f32>::try_from(net.probabilities(&pixels, f64::from(temperature)).flatten(0, -1)).unwrap();
         let mut scorer = Scorer::load(&path, &ScorerOptions::default()).unwrap();
         let input = Vec::<f32>::try_from(pixels.flatten(0, -1)).unwrap();
         let got = scorer.probabilities(&input).unwrap();
         assert_eq!(got.len(), expected.len());
-        let spread = expected
-            .iter()
-            .map(|p| (p - 0.5).abs())
-            .fold(0f32, f32::max);
+        let spread = expected.iter().map(|p| (p - 0.5).abs()).fold(0f32, f32::max);
         assert!(
             spread > 0.05,
             "probabilities too close to 0.5 to compare meaningfully: {expected:?}"

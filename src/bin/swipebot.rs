@@ -10,7 +10,11 @@ fn main() -> ExitCode {
         Command::Run { config, log_format } => swipebot::app::run(config, log_format),
         Command::Replay(args) => swipebot::app::replay(args),
         Command::CheckConfig { config } => swipebot::app::check_config(config),
-        Command::DemoData { out, per_class, profiles } => match swipebot::demo::write(&out, swipebot::demo::DemoSize { per_class, profiles }) {
+        Command::DemoData {
+            out,
+            per_class,
+            profiles,
+        } => match swipebot::demo::write(&out, swipebot::demo::DemoSize { per_class, profiles }) {
             Ok(()) => {
                 println!("wrote {0}/dataset and {0}/profiles", out.display());
                 ExitCode::SUCCESS

@@ -11,7 +11,12 @@ pub fn is_url(photo: &str) -> bool {
 }
 
 /// Fetches `url` with `headers`, refusing bodies over `max_bytes` and non-image content types.
-pub async fn fetch(client: &reqwest::Client, url: &str, headers: HeaderMap, max_bytes: u64) -> Result<Vec<u8>, SourceError> {
+pub async fn fetch(
+    client: &reqwest::Client,
+    url: &str,
+    headers: HeaderMap,
+    max_bytes: u64,
+) -> Result<Vec<u8>, SourceError> {
     let parsed = reqwest::Url::parse(url).map_err(|e| SourceError::Permanent(format!("bad photo URL {url}: {e}")))?;
     if !matches!(parsed.scheme(), "http" | "https") {
         return Err(SourceError::Permanent(format!("photo URL {url} is not http or https")));
@@ -32,12 +37,17 @@ pub async fn fetch(client: &reqwest::Client, url: &str, headers: HeaderMap, max_
         });
     }
     if let Some(kind) = response.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()) {
-        if !kind.trim_start().to_ascii_lowercase().starts_with("image/") && !kind.starts_with("application/octet-stream") {
+        if !kind.trim_start().to_ascii_lowercase().starts_with("image/")
+            && !kind.starts_with("application/octet-stream")
+        {
             return Err(SourceError::Permanent(format!("{url} is `{kind}`, not an image")));
         }
     }
     if response.content_length().is_some_and(|n| n > max_bytes) {
-        return Err(SourceError::Permanent(format!("{url} is {} bytes, over the limit of {max_bytes}", response.content_length().unwrap_or(0))));
+        return Err(SourceError::Permanent(format!(
+            "{url} is {} bytes, over the limit of {max_bytes}",
+            response.content_length().unwrap_or(0)
+        )));
     }
     let mut body = Vec::new();
     while let Some(chunk) = response
@@ -46,7 +56,9 @@ pub async fn fetch(client: &reqwest::Client, url: &str, headers: HeaderMap, max_
         .map_err(|e| SourceError::Transient(format!("downloading {url}: {}", without_url(&e))))?
     {
         if body.len() as u64 + chunk.len() as u64 > max_bytes {
-            return Err(SourceError::Permanent(format!("{url} is over the limit of {max_bytes} bytes")));
+            return Err(SourceError::Permanent(format!(
+                "{url} is over the limit of {max_bytes} bytes"
+            )));
         }
         body.extend_from_slice(&chunk);
     }

@@ -30,8 +30,12 @@ pub struct ReplaySource {
 impl ReplaySource {
     /// Opens `dir`; fails if it is not a readable directory.
     pub fn open(dir: &Path, batch: usize, max_bytes: u64, timeout: Duration) -> Result<Self, String> {
-        let entries = std::fs::read_dir(dir).map_err(|e| format!("cannot read replay directory {}: {e}", dir.display()))?;
-        let mut folders: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_dir()).collect();
+        let entries =
+            std::fs::read_dir(dir).map_err(|e| format!("cannot read replay directory {}: {e}", dir.display()))?;
+        let mut folders: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_dir())
+            .collect();
         folders.sort();
         let http = reqwest::Client::builder()
             .timeout(timeout)
@@ -60,7 +64,9 @@ impl ReplaySource {
 /// A relative path that stays inside its folder (no `..`, no root).
 fn is_contained(name: &str) -> bool {
     let p = Path::new(name);
-    !name.is_empty() && p.components().all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
+    !name.is_empty()
+        && p.components()
+            .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
 }
 
 #[async_trait]
@@ -85,9 +91,13 @@ impl ProfileSource for ReplaySource {
         let (mut profiles, mut rejected) = (Vec::new(), Vec::new());
         let mut folders = self.folders.lock().expect("replay folders lock");
         for folder in next {
-            let label = folder.file_name().map_or_else(|| folder.display().to_string(), |n| n.to_string_lossy().into_owned());
+            let label = folder
+                .file_name()
+                .map_or_else(|| folder.display().to_string(), |n| n.to_string_lossy().into_owned());
             match Self::read_profile(&folder) {
-                Ok(p) if folders.contains_key(&p.id) => rejected.push((p.id.clone(), format!("{label}: duplicate profile id `{}`", p.id))),
+                Ok(p) if folders.contains_key(&p.id) => {
+                    rejected.push((p.id.clone(), format!("{label}: duplicate profile id `{}`", p.id)))
+                }
                 Ok(p) => {
                     folders.insert(p.id.clone(), folder);
                     profiles.push(p);
@@ -103,15 +113,29 @@ impl ProfileSource for ReplaySource {
             return photo::fetch(&self.http, name, Default::default(), self.max_bytes).await;
         }
         if !is_contained(name) {
-            return Err(SourceError::Permanent(format!("photo `{name}` is not a file name inside the profile's folder")));
+            return Err(SourceError::Permanent(format!(
+                "photo `{name}` is not a file name inside the profile's folder"
+            )));
         }
-        let folder = self.folders.lock().expect("replay folders lock").get(&profile.id).cloned();
-        let path = folder.ok_or_else(|| SourceError::Permanent(format!("unknown profile `{}`", profile.id)))?.join(name);
+        let folder = self
+            .folders
+            .lock()
+            .expect("replay folders lock")
+            .get(&profile.id)
+            .cloned();
+        let path = folder
+            .ok_or_else(|| SourceError::Permanent(format!("unknown profile `{}`", profile.id)))?
+            .join(name);
         let max = self.max_bytes;
         tokio::task::spawn_blocking(move || {
-            let len = std::fs::metadata(&path).map_err(|e| SourceError::Permanent(format!("{}: {e}", path.display())))?.len();
+            let len = std::fs::metadata(&path)
+                .map_err(|e| SourceError::Permanent(format!("{}: {e}", path.display())))?
+                .len();
             if len > max {
-                return Err(SourceError::Permanent(format!("{} is {len} bytes, over the limit of {max}", path.display())));
+                return Err(SourceError::Permanent(format!(
+                    "{} is {len} bytes, over the limit of {max}",
+                    path.display()
+                )));
             }
             std::fs::read(&path).map_err(|e| SourceError::Permanent(format!("{}: {e}", path.display())))
         })
@@ -149,7 +173,9 @@ mod tests {
         write("c", r#"{"photos": "#);
         write("d", r#"{"id": "p1", "photos": []}"#);
         let source = ReplaySource::open(dir.path(), 10, 1 << 20, Duration::from_secs(5)).unwrap();
-        let Candidates::Profiles { profiles, rejected } = source.candidates().await.unwrap() else { panic!("expected profiles") };
+        let Candidates::Profiles { profiles, rejected } = source.candidates().await.unwrap() else {
+            panic!("expected profiles")
+        };
         assert_eq!(profiles.iter().map(|p| p.id.as_str()).collect::<Vec<_>>(), ["p1", "p2"]);
         assert_eq!(profiles[1].extra["age"], 30);
         assert_eq!(rejected.len(), 2);

@@ -98,22 +98,8 @@ impl Recipe {
                 .split_once('=')
                 .ok_or_else(|| format!("`{part}` is not key=value"))?;
             match key.trim() {
-                "square" => {
-                    square = Some(
-                        value
-                            .trim()
-                            .parse::<u32>()
-                            .map_err(|e| format!("square: {e}"))?,
-                    )
-                }
-                "crop" => {
-                    crop = Some(
-                        value
-                            .trim()
-                            .parse::<u32>()
-                            .map_err(|e| format!("crop: {e}"))?,
-                    )
-                }
+                "square" => square = Some(value.trim().parse::<u32>().map_err(|e| format!("square: {e}"))?),
+                "crop" => crop = Some(value.trim().parse::<u32>().map_err(|e| format!("crop: {e}"))?),
                 "filter" => filter = Some(value.trim().to_string()),
                 other => return Err(format!("unknown resize key `{other}`")),
             }
@@ -122,21 +108,13 @@ impl Recipe {
         let crop = crop.ok_or("missing `crop`")?;
         match filter.as_deref() {
             Some(FILTER) => {}
-            Some(other) => {
-                return Err(format!(
-                    "filter `{other}` is not supported (only `{FILTER}`)"
-                ))
-            }
+            Some(other) => return Err(format!("filter `{other}` is not supported (only `{FILTER}`)")),
             None => return Err("missing `filter`".to_string()),
         }
         if crop == 0 || crop > square {
             return Err(format!("crop {crop} must be between 1 and square {square}"));
         }
-        Ok(Recipe {
-            square,
-            crop,
-            channels,
-        })
+        Ok(Recipe { square, crop, channels })
     }
 
     /// Values in one network input (channels x crop x crop).
@@ -157,7 +135,9 @@ pub enum PreprocessError {
         max: u64,
     },
     /// The decoded image would be larger than [`Limits::max_pixels`].
-    #[error("image is {width}x{height} pixels, over the limit of {max} pixels (a decompression bomb or an oversized photo)")]
+    #[error(
+        "image is {width}x{height} pixels, over the limit of {max} pixels (a decompression bomb or an oversized photo)"
+    )]
     TooManyPixels {
         /// Width as declared by the file.
         width: u32,
@@ -216,8 +196,7 @@ pub fn decode(bytes: &[u8], limits: &Limits) -> Result<DynamicImage, PreprocessE
     let orientation = decoder
         .orientation()
         .unwrap_or(image::metadata::Orientation::NoTransforms);
-    let mut image =
-        DynamicImage::from_decoder(decoder).map_err(|e| PreprocessError::Corrupt(e.to_string()))?;
+    let mut image = DynamicImage::from_decoder(decoder).map_err(|e| PreprocessError::Corrupt(e.to_string()))?;
     image.apply_orientation(orientation);
     Ok(image)
 }
@@ -230,18 +209,12 @@ pub fn square_pixels(image: &DynamicImage, recipe: &Recipe) -> Vec<u8> {
         Channels::Gray => (image.to_luma8().into_raw(), PixelType::U8),
         Channels::Rgb => (image.to_rgb8().into_raw(), PixelType::U8x3),
     };
-    let src = Image::from_vec_u8(width, height, buffer, pixel_type)
-        .expect("buffer matches its dimensions");
+    let src = Image::from_vec_u8(width, height, buffer, pixel_type).expect("buffer matches its dimensions");
     let mut dst = Image::new(recipe.square, recipe.square, pixel_type);
     let side = width.min(height) as f64;
     let options = ResizeOptions::new()
         .resize_alg(ResizeAlg::Convolution(FilterType::Bilinear))
-        .crop(
-            (width as f64 - side) / 2.0,
-            (height as f64 - side) / 2.0,
-            side,
-            side,
-        );
+        .crop((width as f64 - side) / 2.0, (height as f64 - side) / 2.0, side, side);
     Resizer::new()
         .resize(&src, &mut dst, &options)
         .expect("source and destination share a pixel type");
@@ -250,14 +223,7 @@ pub fn square_pixels(image: &DynamicImage, recipe: &Recipe) -> Vec<u8> {
 
 /// Copies the `crop` x `crop` window at (`left`, `top`) of an interleaved square into planar (CHW)
 /// floats in 0..=255, appending to `out`. `mirror` flips it left to right (training augmentation).
-pub fn crop_to_tensor(
-    square: &[u8],
-    recipe: &Recipe,
-    left: u32,
-    top: u32,
-    mirror: bool,
-    out: &mut Vec<f32>,
-) {
+pub fn crop_to_tensor(square: &[u8], recipe: &Recipe, left: u32, top: u32, mirror: bool, out: &mut Vec<f32>) {
     let channels = recipe.channels.count();
     let (side, crop) = (recipe.square as usize, recipe.crop as usize);
     let (left, top) = (left as usize, top as usize);
@@ -265,11 +231,7 @@ pub fn crop_to_tensor(
         left + crop <= side && top + crop <= side,
         "crop window outside the square"
     );
-    assert_eq!(
-        square.len(),
-        side * side * channels,
-        "square has the wrong size"
-    );
+    assert_eq!(square.len(), side * side * channels, "square has the wrong size");
     out.reserve(channels * crop * crop);
     for c in 0..channels {
         for y in 0..crop {
@@ -289,12 +251,7 @@ pub fn centre_offset(recipe: &Recipe) -> u32 {
 }
 
 /// The whole inference path: encoded bytes to one planar network input (centre crop), appended to `out`.
-pub fn prepare(
-    bytes: &[u8],
-    recipe: &Recipe,
-    limits: &Limits,
-    out: &mut Vec<f32>,
-) -> Result<(), PreprocessError> {
+pub fn prepare(bytes: &[u8], recipe: &Recipe, limits: &Limits, out: &mut Vec<f32>) -> Result<(), PreprocessError> {
     let image = decode(bytes, limits)?;
     let square = square_pixels(&image, recipe);
     let offset = centre_offset(recipe);
@@ -320,10 +277,7 @@ mod tests {
     fn recipe_round_trips_through_its_description() {
         let recipe = Recipe::for_input(224, Channels::Gray);
         assert_eq!(recipe.square, 256);
-        assert_eq!(
-            Recipe::parse(&recipe.describe(), Channels::Gray).unwrap(),
-            recipe
-        );
+        assert_eq!(Recipe::parse(&recipe.describe(), Channels::Gray).unwrap(), recipe);
         assert!(Recipe::parse("square=64,crop=96,filter=bilinear", Channels::Gray).is_err());
         assert!(Recipe::parse("square=64,crop=56,filter=lanczos", Channels::Gray).is_err());
     }
@@ -346,13 +300,7 @@ mod tests {
     fn central_square_is_taken_from_a_wide_image() {
         // Left and right thirds black, centre white: the central square is white (the filter may
         // blend a sliver of the black neighbours into its outermost column, outside the crop).
-        let bytes = png(300, 100, |x, _| {
-            if (100..200).contains(&x) {
-                [255; 3]
-            } else {
-                [0; 3]
-            }
-        });
+        let bytes = png(300, 100, |x, _| if (100..200).contains(&x) { [255; 3] } else { [0; 3] });
         let recipe = Recipe {
             square: 32,
             crop: 30,
@@ -382,20 +330,14 @@ mod tests {
     #[test]
     fn corrupt_unknown_and_oversized_inputs_are_errors() {
         let limits = Limits::default();
-        assert_eq!(
-            decode(b"", &limits).unwrap_err(),
-            PreprocessError::UnknownFormat
-        );
+        assert_eq!(decode(b"", &limits).unwrap_err(), PreprocessError::UnknownFormat);
         assert_eq!(
             decode(b"<html>nope</html>", &limits).unwrap_err(),
             PreprocessError::UnknownFormat
         );
         let mut truncated = png(64, 64, |x, y| [x as u8, y as u8, 0]);
         truncated.truncate(truncated.len() / 2);
-        assert!(matches!(
-            decode(&truncated, &limits),
-            Err(PreprocessError::Corrupt(_))
-        ));
+        assert!(matches!(decode(&truncated, &limits), Err(PreprocessError::Corrupt(_))));
         let big = png(100, 100, |_, _| [1, 2, 3]);
         let small = Limits {
             max_bytes: 10,

@@ -48,10 +48,7 @@ pub fn locate(
     let (path, origin) = match (configured, env_value) {
         (Some(path), _) => (path.to_path_buf(), "config key runtime.library"),
         (None, Some(path)) if !path.as_os_str().is_empty() => (path, "ORT_DYLIB_PATH"),
-        _ => (
-            default.to_path_buf(),
-            "the default location of scripts/setup.sh",
-        ),
+        _ => (default.to_path_buf(), "the default location of scripts/setup.sh"),
     };
     if path.is_file() {
         Ok((path, origin))
@@ -64,9 +61,7 @@ pub fn locate(
 static ENVIRONMENT: OnceLock<Result<(PathBuf, Environment), String>> = OnceLock::new();
 
 /// Loads ONNX Runtime (once per process) and returns its environment and the library it came from.
-pub fn environment(
-    configured: Option<&Path>,
-) -> Result<&'static (PathBuf, Environment), RuntimeError> {
+pub fn environment(configured: Option<&Path>) -> Result<&'static (PathBuf, Environment), RuntimeError> {
     let (path, _origin) = locate(
         configured,
         std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from),
@@ -74,10 +69,7 @@ pub fn environment(
     )?;
     let loaded = ENVIRONMENT.get_or_init(|| {
         let builder = ort::init_from(&path).map_err(|e| e.to_string())?;
-        let env = builder
-            .with_name("swipebot")
-            .build()
-            .map_err(|e| e.to_string())?;
+        let env = builder.with_name("swipebot").build().map_err(|e| e.to_string())?;
         tracing::debug!(library = %path.display(), "loaded ONNX Runtime");
         Ok((path.clone(), env))
     });
@@ -114,12 +106,7 @@ mod tests {
 
     #[test]
     fn a_missing_library_says_where_it_looked_and_what_to_run() {
-        let err = locate(
-            None,
-            Some("/nowhere/libonnxruntime.so".into()),
-            Path::new("/x"),
-        )
-        .unwrap_err();
+        let err = locate(None, Some("/nowhere/libonnxruntime.so".into()), Path::new("/x")).unwrap_err();
         let text = err.to_string();
         assert!(text.contains("/nowhere/libonnxruntime.so"), "{text}");
         assert!(text.contains("ORT_DYLIB_PATH"), "{text}");

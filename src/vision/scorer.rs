@@ -157,7 +157,9 @@ impl Scorer {
                         Some(message)
                     }
                 },
-                Ok(false) => Some("this ONNX Runtime library has no CUDA execution provider (it is the CPU build)".to_string()),
+                Ok(false) => {
+                    Some("this ONNX Runtime library has no CUDA execution provider (it is the CPU build)".to_string())
+                }
                 Err(e) => Some(e.to_string()),
             };
             if let Some(problem) = problem {
@@ -167,27 +169,16 @@ impl Scorer {
                 tracing::warn!(%problem, "CUDA was asked for but cannot be used; scoring on the CPU");
             }
         }
-        let session = builder
-            .commit_from_memory(&bytes)
-            .map_err(|e| invalid(&e))?;
+        let session = builder.commit_from_memory(&bytes).map_err(|e| invalid(&e))?;
         let info = {
             let metadata = session.metadata().map_err(|e| invalid(&e))?;
-            ModelInfo::from_lookup(|key| metadata.custom(key)).map_err(|source| {
-                ScorerError::Metadata {
-                    path: path.to_path_buf(),
-                    source,
-                }
+            ModelInfo::from_lookup(|key| metadata.custom(key)).map_err(|source| ScorerError::Metadata {
+                path: path.to_path_buf(),
+                source,
             })?
         };
-        let names = |outlets: &[ort::value::Outlet]| {
-            outlets
-                .iter()
-                .map(|o| o.name().to_string())
-                .collect::<Vec<_>>()
-        };
-        if names(session.inputs()) != [INPUT_NAME]
-            || !names(session.outputs()).iter().any(|n| n == OUTPUT_NAME)
-        {
+        let names = |outlets: &[ort::value::Outlet]| outlets.iter().map(|o| o.name().to_string()).collect::<Vec<_>>();
+        if names(session.inputs()) != [INPUT_NAME] || !names(session.outputs()).iter().any(|n| n == OUTPUT_NAME) {
             return Err(ScorerError::Invalid {
                 path: path.to_path_buf(),
                 message: format!(
@@ -259,14 +250,8 @@ impl Scorer {
             )));
         }
         let n = batch.len() / per_input;
-        let shape = [
-            n,
-            recipe.channels.count(),
-            recipe.crop as usize,
-            recipe.crop as usize,
-        ];
-        let input = TensorRef::from_array_view((shape, batch))
-            .map_err(|e| ScorerError::Inference(e.to_string()))?;
+        let shape = [n, recipe.channels.count(), recipe.crop as usize, recipe.crop as usize];
+        let input = TensorRef::from_array_view((shape, batch)).map_err(|e| ScorerError::Inference(e.to_string()))?;
         let outputs = self
             .session
             .run(ort::inputs![INPUT_NAME => input])

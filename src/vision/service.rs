@@ -27,17 +27,32 @@ pub struct ScoringService {
 
 impl std::fmt::Debug for ScoringService {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ScoringService").field("sha256", &self.sha256).field("device", &self.device).finish_non_exhaustive()
+        f.debug_struct("ScoringService")
+            .field("sha256", &self.sha256)
+            .field("device", &self.device)
+            .finish_non_exhaustive()
     }
 }
 
 impl ScoringService {
     /// Loads `threads` sessions of the model at `path` and starts their threads. The threads stop
     /// when the service is dropped and the queue drains.
-    pub fn start(path: &Path, options: &ScorerOptions, threads: usize, batch_size: usize) -> Result<Arc<Self>, ScorerError> {
-        let scorers = (0..threads.max(1)).map(|_| Scorer::load(path, options)).collect::<Result<Vec<_>, _>>()?;
+    pub fn start(
+        path: &Path,
+        options: &ScorerOptions,
+        threads: usize,
+        batch_size: usize,
+    ) -> Result<Arc<Self>, ScorerError> {
+        let scorers = (0..threads.max(1))
+            .map(|_| Scorer::load(path, options))
+            .collect::<Result<Vec<_>, _>>()?;
         let first = &scorers[0];
-        let (info, sha256, device, limits) = (first.info().clone(), first.model_sha256().to_string(), first.device(), *first.limits());
+        let (info, sha256, device, limits) = (
+            first.info().clone(),
+            first.model_sha256().to_string(),
+            first.device(),
+            *first.limits(),
+        );
         let (queue, rx) = mpsc::channel::<Job>(batch_size.max(1) * threads.max(1) * 2);
         let rx = Arc::new(Mutex::new(rx));
         for (i, scorer) in scorers.into_iter().enumerate() {
@@ -47,7 +62,13 @@ impl ScoringService {
                 .spawn(move || run_thread(scorer, &rx, batch_size.max(1)))
                 .expect("spawning a scoring thread");
         }
-        Ok(Arc::new(ScoringService { queue, info, sha256, device, limits }))
+        Ok(Arc::new(ScoringService {
+            queue,
+            info,
+            sha256,
+            device,
+            limits,
+        }))
     }
 
     /// The model's metadata.
@@ -81,8 +102,13 @@ impl ScoringService {
     /// Scores one already-prepared input.
     pub async fn score_prepared(&self, input: Vec<f32>) -> Result<f32, String> {
         let (reply, answer) = oneshot::channel();
-        self.queue.send(Job { input, reply }).await.map_err(|_| "the scoring threads have stopped".to_string())?;
-        answer.await.map_err(|_| "the scoring thread dropped the photo".to_string())?
+        self.queue
+            .send(Job { input, reply })
+            .await
+            .map_err(|_| "the scoring threads have stopped".to_string())?;
+        answer
+            .await
+            .map_err(|_| "the scoring thread dropped the photo".to_string())?
     }
 }
 

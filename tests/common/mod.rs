@@ -30,11 +30,7 @@ pub fn bin(name: &str) -> PathBuf {
 /// The project's Python (made by scripts/setup.sh --dev), for the ONNX checker and sample photos.
 pub fn python() -> PathBuf {
     let p = repo_root().join(".venv/bin/python");
-    assert!(
-        p.exists(),
-        "{} is missing: run scripts/setup.sh --dev",
-        p.display()
-    );
+    assert!(p.exists(), "{} is missing: run scripts/setup.sh --dev", p.display());
     p
 }
 
@@ -68,7 +64,10 @@ pub fn untrained_model(dir: &Path, input_size: u32, grayscale: bool) -> PathBuf 
 /// scikit-image's bundled sample photos (installed by scripts/setup.sh --dev).
 pub fn sample_photo_dir() -> PathBuf {
     let out = Command::new(python())
-        .args(["-c", "import importlib.util, os; print(os.path.dirname(importlib.util.find_spec('skimage').origin))"])
+        .args([
+            "-c",
+            "import importlib.util, os; print(os.path.dirname(importlib.util.find_spec('skimage').origin))",
+        ])
         .output()
         .unwrap();
     assert!(
