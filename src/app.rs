@@ -11,7 +11,9 @@ use crate::cli::ReplayArgs;
 use crate::config::{ConfigError, LogFormat, Settings, SourceKind};
 use crate::daemon::{Daemon, DaemonError};
 use crate::shutdown::Shutdown;
+use crate::source::recorder::RecordingSource;
 use crate::source::replay::ReplaySource;
+use crate::source::tinder::{self, TinderSource};
 use crate::source::ProfileSource;
 
 /// Exit code for a configuration error (sysexits' EX_CONFIG): systemd does not restart on it.
@@ -87,22 +89,49 @@ pub fn replay(args: ReplayArgs) -> ExitCode {
     serve(settings, args.config, args.log_format)
 }
 
-/// Builds the configured profile source.
+/// Builds the configured profile source, wrapped in the recorder when `source.record_dir` is set.
 fn make_source(settings: &Settings) -> Result<Arc<dyn ProfileSource>, ConfigError> {
-    match settings.source.kind {
+    let source: Arc<dyn ProfileSource> = match settings.source.kind {
         SourceKind::Replay => {
             let dir = settings.source.replay_dir.as_ref().ok_or(ConfigError::Invalid {
                 key: "source.replay_dir",
                 message: "is required".into(),
             })?;
             let timeout = Duration::from_secs(settings.pipeline.photo_timeout_secs);
-            ReplaySource::open(dir, settings.source.batch, settings.pipeline.max_photo_bytes, timeout)
-                .map(|s| Arc::new(s) as Arc<dyn ProfileSource>)
-                .map_err(|message| ConfigError::Invalid {
-                    key: "source.replay_dir",
-                    message,
-                })
+            Arc::new(
+                ReplaySource::open(dir, settings.source.batch, settings.pipeline.max_photo_bytes, timeout).map_err(
+                    |message| ConfigError::Invalid {
+                        key: "source.replay_dir",
+                        message,
+                    },
+                )?,
+            )
         }
+        SourceKind::Tinder => {
+            let t = &settings.source.tinder;
+            let token = tinder::load_token(t).map_err(|message| ConfigError::Invalid {
+                key: "source.tinder.token_env",
+                message,
+            })?;
+            let timeout = Duration::from_secs(t.request_timeout_secs);
+            Arc::new(
+                TinderSource::new(t, token, timeout, settings.pipeline.max_photo_bytes).map_err(|message| {
+                    ConfigError::Invalid {
+                        key: "source.tinder.base_url",
+                        message,
+                    }
+                })?,
+            )
+        }
+    };
+    match &settings.source.record_dir {
+        None => Ok(source),
+        Some(dir) => RecordingSource::new(source, dir)
+            .map(|r| Arc::new(r) as Arc<dyn ProfileSource>)
+            .map_err(|e| ConfigError::Invalid {
+                key: "source.record_dir",
+                message: format!("{}: {e}", dir.display()),
+            }),
     }
 }
 

@@ -95,6 +95,86 @@ pub enum SourceKind {
     /// Recorded profiles on disk; nothing is sent anywhere.
     #[default]
     Replay,
+    /// The Tinder-style HTTP API (`[source.tinder]`).
+    Tinder,
+}
+
+/// Which recommendations endpoint the HTTP source calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RecsApi {
+    /// `GET /v2/recs/core`.
+    #[default]
+    V2,
+    /// `GET /user/recs` (the older shape).
+    V1,
+}
+
+/// What to do when the API refuses the token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnUnauthorized {
+    /// Stop with exit code 77 (systemd does not restart it).
+    #[default]
+    Exit,
+    /// Stop swiping and wait for a new token, read again on SIGHUP.
+    Wait,
+}
+
+/// `[source.tinder]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TinderSettings {
+    /// The API's base URL.
+    pub base_url: String,
+    /// `v2` or `v1` recommendations.
+    pub api: RecsApi,
+    /// Name of the environment variable holding the token (the token itself never goes here).
+    pub token_env: String,
+    /// A file holding the token; unset: the systemd credential, else `token_env`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_file: Option<PathBuf>,
+    /// Name of the systemd credential (`LoadCredential=NAME:...`) holding the token.
+    pub credential_name: String,
+    /// User-Agent of every request.
+    pub user_agent: String,
+    /// Timeout of one API request, in seconds.
+    pub request_timeout_secs: u64,
+    /// Retries of a request that failed with a 5xx, a timeout or a connection error.
+    pub max_retries: u32,
+    /// First retry delay in milliseconds; doubled each retry, with jitter.
+    pub retry_base_ms: u64,
+    /// First wait after empty or timed-out recommendations, in seconds; doubled while they stay empty.
+    pub empty_backoff_secs: u64,
+    /// Longest wait between empty recommendations, in seconds.
+    pub empty_backoff_max_secs: u64,
+    /// Wait after a rate limit reported without a time, in seconds.
+    pub rate_limit_wait_secs: u64,
+    /// Wait after an out-of-likes notice, in seconds.
+    pub out_of_likes_wait_secs: u64,
+    /// After a 401: `exit` (code 77) or `wait` for a new token on SIGHUP.
+    pub on_unauthorized: OnUnauthorized,
+}
+
+impl Default for TinderSettings {
+    fn default() -> Self {
+        TinderSettings {
+            base_url: "https://api.gotinder.com".into(),
+            api: RecsApi::V2,
+            token_env: "SWIPEBOT_API_TOKEN".into(),
+            token_file: None,
+            credential_name: "swipebot-token".into(),
+            user_agent: concat!("swipebot/", env!("CARGO_PKG_VERSION")).into(),
+            request_timeout_secs: 15,
+            max_retries: 4,
+            retry_base_ms: 500,
+            empty_backoff_secs: 60,
+            empty_backoff_max_secs: 1800,
+            rate_limit_wait_secs: 900,
+            out_of_likes_wait_secs: 3600,
+            on_unauthorized: OnUnauthorized::Exit,
+        }
+    }
 }
 
 /// `[source]`
@@ -108,8 +188,13 @@ pub struct SourceSettings {
     pub replay_dir: Option<PathBuf>,
     /// Score and journal, but never swipe.
     pub dry_run: bool,
-    /// Profiles asked for at a time.
+    /// Profiles asked for at a time (replay).
     pub batch: usize,
+    /// Save every fetched profile and its photos here, in the replay format.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub record_dir: Option<PathBuf>,
+    /// The HTTP source's settings.
+    pub tinder: TinderSettings,
 }
 
 impl Default for SourceSettings {
@@ -119,6 +204,8 @@ impl Default for SourceSettings {
             replay_dir: None,
             dry_run: false,
             batch: 10,
+            record_dir: None,
+            tinder: TinderSettings::default(),
         }
     }
 }
@@ -133,6 +220,8 @@ pub struct PacingSettings {
     pub jitter: f64,
     /// Likes per UTC day at most; 0 means no likes at all.
     pub daily_like_budget: u64,
+    /// Fraction of likes sent as passes instead, at random, so the swipes look human (0 to 1).
+    pub pass_fraction: f64,
 }
 
 impl Default for PacingSettings {
@@ -141,6 +230,7 @@ impl Default for PacingSettings {
             swipes_per_minute: 20,
             jitter: 0.5,
             daily_like_budget: 100,
+            pass_fraction: 0.0,
         }
     }
 }
@@ -291,7 +381,14 @@ impl Settings {
         if let Some(p) = self.runtime.library.as_mut() {
             fix(p);
         }
-        if let Some(p) = self.source.replay_dir.as_mut() {
+        for p in [
+            &mut self.source.replay_dir,
+            &mut self.source.record_dir,
+            &mut self.source.tinder.token_file,
+        ]
+        .into_iter()
+        .flatten()
+        {
             fix(p);
         }
     }
@@ -337,6 +434,41 @@ impl Settings {
                 "is required when source.kind = \"replay\"".into()
             })?;
         }
+        if s.kind == SourceKind::Tinder {
+            let t = &s.tinder;
+            let url = reqwest::Url::parse(&t.base_url);
+            check(
+                url.as_ref().is_ok_and(|u| matches!(u.scheme(), "http" | "https")),
+                "source.tinder.base_url",
+                || format!("`{}` is not an http(s) URL", t.base_url),
+            )?;
+            check(!t.token_env.is_empty(), "source.tinder.token_env", || {
+                "must name an environment variable".into()
+            })?;
+            check(
+                (1..=300).contains(&t.request_timeout_secs),
+                "source.tinder.request_timeout_secs",
+                || format!("must be 1 to 300, got {}", t.request_timeout_secs),
+            )?;
+            check(t.max_retries <= 10, "source.tinder.max_retries", || {
+                format!("must be at most 10, got {}", t.max_retries)
+            })?;
+            check(
+                (1..=60_000).contains(&t.retry_base_ms),
+                "source.tinder.retry_base_ms",
+                || format!("must be 1 to 60000, got {}", t.retry_base_ms),
+            )?;
+            check(
+                t.empty_backoff_secs >= 1 && t.empty_backoff_secs <= t.empty_backoff_max_secs,
+                "source.tinder.empty_backoff_secs",
+                || {
+                    format!(
+                        "must be at least 1 and at most empty_backoff_max_secs, got {}",
+                        t.empty_backoff_secs
+                    )
+                },
+            )?;
+        }
         let p = &self.pacing;
         check(
             (1..=600).contains(&p.swipes_per_minute),
@@ -345,6 +477,9 @@ impl Settings {
         )?;
         check((0.0..=1.0).contains(&p.jitter), "pacing.jitter", || {
             format!("must be between 0 and 1, got {}", p.jitter)
+        })?;
+        check((0.0..=1.0).contains(&p.pass_fraction), "pacing.pass_fraction", || {
+            format!("must be between 0 and 1, got {}", p.pass_fraction)
         })?;
         let q = &self.pipeline;
         check(

@@ -15,7 +15,7 @@ use chrono::Utc;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 
-use crate::config::Settings;
+use crate::config::{OnUnauthorized, Settings};
 use crate::journal::{Journal, JournalError, Record};
 use crate::pacing::{self, Pacer};
 use crate::policy::{self, Policy};
@@ -113,6 +113,8 @@ pub struct Live {
     pub scoring: Arc<ScoringService>,
     /// The swipe pacer.
     pub pacer: Arc<Pacer>,
+    /// Fraction of likes sent as passes, at random.
+    pub pass_fraction: f64,
 }
 
 /// Everything the profile tasks share.
@@ -129,6 +131,9 @@ struct Context {
     dry_run: bool,
     photo_timeout: Duration,
     fatal: Mutex<Option<DaemonError>>,
+    /// After a 401: wait for new credentials (SIGHUP) instead of stopping.
+    wait_for_credentials: bool,
+    credentials_reloaded: tokio::sync::Notify,
 }
 
 impl Context {
@@ -159,6 +164,27 @@ impl Context {
         tokio::task::spawn_blocking(move || f(&mut journal.lock().expect("journal lock")))
             .await
             .expect("journal writer panicked")
+    }
+
+    /// The source refused the credentials: stop (exit code 77), or with `on_unauthorized = "wait"`
+    /// wait for a SIGHUP that brings new ones. Returns whether to carry on.
+    async fn unauthorized(&self, message: String) -> bool {
+        if !self.wait_for_credentials {
+            self.fail(DaemonError::Unauthorized(message));
+            return false;
+        }
+        tracing::error!(
+            "{message}; swiping paused: put a fresh token in place, then send SIGHUP (systemctl reload swipebot)"
+        );
+        loop {
+            let reloaded = self.credentials_reloaded.notified();
+            tokio::select! {
+                _ = reloaded => return true,
+                _ = self.shutdown.wait() => return false,
+                // Keep the watchdog fed while paused on purpose.
+                _ = tokio::time::sleep(Duration::from_secs(5)) => self.beat(),
+            }
+        }
     }
 
     fn fail(&self, e: DaemonError) {
@@ -194,6 +220,7 @@ pub fn build_live(settings: &Settings) -> Result<Live, ScorerError> {
         },
         scoring,
         pacer: Arc::new(Pacer::new(&settings.pacing)),
+        pass_fraction: settings.pacing.pass_fraction,
     })
 }
 
@@ -225,6 +252,7 @@ impl Daemon {
             dry_run = settings.source.dry_run,
             "swipebot ready"
         );
+        source.prefer_photo_side(live.scoring.info().input_size);
         let (live_tx, live_rx) = watch::channel(Arc::new(live));
         let ctx = Arc::new(Context {
             source,
@@ -239,6 +267,8 @@ impl Daemon {
             dry_run: settings.source.dry_run,
             photo_timeout: Duration::from_secs(settings.pipeline.photo_timeout_secs),
             fatal: Mutex::new(None),
+            wait_for_credentials: settings.source.tinder.on_unauthorized == OnUnauthorized::Wait,
+            credentials_reloaded: tokio::sync::Notify::new(),
         });
         Ok(Daemon {
             ctx,
@@ -251,6 +281,10 @@ impl Daemon {
     /// Replaces threshold, pacing and model from the config file (SIGHUP). In-flight profiles finish
     /// with the settings they started with. On any error the running settings stay.
     pub fn reload(&self) {
+        match self.ctx.source.reload_credentials() {
+            Ok(()) => self.ctx.credentials_reloaded.notify_waiters(),
+            Err(e) => tracing::error!("SIGHUP: credentials not reloaded: {e}"),
+        }
         let Some(path) = &self.config_path else {
             tracing::warn!("SIGHUP: no config file to reload (started without --config)");
             return;
@@ -284,6 +318,7 @@ impl Daemon {
             },
             scoring,
             pacer: Arc::new(Pacer::new(&fresh.pacing)),
+            pass_fraction: fresh.pacing.pass_fraction,
         };
         tracing::info!(
             threshold,
@@ -350,8 +385,9 @@ impl Daemon {
                     ctx.wait_until(until).await;
                 }
                 Err(SourceError::Unauthorized(e)) => {
-                    ctx.fail(DaemonError::Unauthorized(e));
-                    break;
+                    if !ctx.unauthorized(e).await {
+                        break;
+                    }
                 }
                 Err(e) => {
                     tracing::warn!(retry_in = backoff.as_secs(), "fetching candidates failed: {e}");
@@ -434,6 +470,7 @@ async fn record_rejected(ctx: &Context, id: String, error: String) -> Result<(),
         error: Some(error),
         dry_run: ctx.dry_run,
         resolved_after_restart: false,
+        mixed_pass: false,
     };
     ctx.journal(move |j| j.record(&record)).await?;
     count_decision(&ctx.stats, Decision::Skip);
@@ -510,7 +547,13 @@ async fn process(ctx: &Context, live: &Live, profile: Profile) {
     } else {
         futures::future::join_all(profile.photos.iter().map(|p| score_photo(ctx, live, &profile, p))).await
     };
-    let decision = live.policy.decide(&profile, &scores);
+    let mut decision = live.policy.decide(&profile, &scores);
+    // A share of likes goes out as passes, so the pattern of swipes looks human.
+    let mixed_pass =
+        decision == Decision::Like && live.pass_fraction > 0.0 && rand::random::<f64>() < live.pass_fraction;
+    if mixed_pass {
+        decision = Decision::Pass;
+    }
     let mut record = Record {
         profile_id: profile.id.clone(),
         decision,
@@ -524,6 +567,7 @@ async fn process(ctx: &Context, live: &Live, profile: Profile) {
         error: None,
         dry_run: ctx.dry_run,
         resolved_after_restart: false,
+        mixed_pass,
     };
     let best = policy::best_score(&record.scores);
     let photos = record.scores.len();
@@ -637,8 +681,9 @@ async fn send_swipe(ctx: &Context, live: &Live, profile: &Profile, decision: Dec
                 backoff = (backoff * 2).min(Duration::from_secs(120));
             }
             Err(SourceError::Unauthorized(e)) => {
-                ctx.fail(DaemonError::Unauthorized(e));
-                return SwipeResult::Abandoned;
+                if !ctx.unauthorized(e).await {
+                    return SwipeResult::Abandoned;
+                }
             }
             Err(SourceError::Permanent(e)) => return SwipeResult::Failed(e),
         }

@@ -54,6 +54,9 @@ pub struct Record {
     /// The swipe was sent again after a restart because its acknowledgement had not been recorded.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub resolved_after_restart: bool,
+    /// A like sent as a pass on purpose (`pacing.pass_fraction`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub mixed_pass: bool,
 }
 
 /// The journal could not be opened or written.
@@ -270,6 +273,7 @@ mod tests {
             error: None,
             dry_run: false,
             resolved_after_restart: false,
+            mixed_pass: false,
         }
     }
 

@@ -58,6 +58,7 @@ mod tests {
             swipes_per_minute: 600,
             jitter: 0.0,
             daily_like_budget: 2,
+            pass_fraction: 0.0,
         });
         pacer.ready().await;
         // The quota allows no burst: a second swipe right away is refused.

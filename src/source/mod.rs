@@ -4,7 +4,9 @@
 //! disk (the test mode: nothing leaves the machine); the HTTP source talks to a Tinder-style API.
 
 pub mod photo;
+pub mod recorder;
 pub mod replay;
+pub mod tinder;
 
 use std::time::Duration;
 
@@ -56,6 +58,15 @@ pub trait ProfileSource: Send + Sync {
 
     /// Whether swipes leave the machine and so must be paced like a human's.
     fn is_remote(&self) -> bool;
+
+    /// Reads the credentials again (SIGHUP after the API refused them). Sources without credentials
+    /// have nothing to do.
+    fn reload_credentials(&self) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// Tells the source the side of the model's input, so it can download photos of a fitting size.
+    fn prefer_photo_side(&self, _side: u32) {}
 
     /// The next candidates.
     async fn candidates(&self) -> Result<Candidates, SourceError>;

@@ -9,7 +9,9 @@ fn main() {
     // and the linker's --as-needed would drop libtorch_cuda (nothing references it by symbol), which makes
     // CUDA invisible to tch on GPU hosts.
     let Ok(lib_dir) = std::env::var("DEP_TCH_LIBTORCH_LIB") else {
-        println!("cargo:warning=torch-sys did not report DEP_TCH_LIBTORCH_LIB; train may not find libtorch at run time");
+        println!(
+            "cargo:warning=torch-sys did not report DEP_TCH_LIBTORCH_LIB; train may not find libtorch at run time"
+        );
         return;
     };
     let mut args = vec![format!("-Wl,-rpath,{lib_dir}")];

@@ -73,7 +73,10 @@ pub fn scan(root: &Path) -> anyhow::Result<Vec<(PathBuf, usize)>> {
     for (label, class) in CLASSES.iter().enumerate() {
         let dir = root.join(class);
         if !dir.is_dir() {
-            bail!("{} is missing: the data folder must hold `like/` and `nope/` sub-folders of images", dir.display());
+            bail!(
+                "{} is missing: the data folder must hold `like/` and `nope/` sub-folders of images",
+                dir.display()
+            );
         }
         let mut found = Vec::new();
         walk(&dir, &mut found).with_context(|| format!("listing {}", dir.display()))?;
@@ -101,12 +104,7 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
 
 /// Decodes every file into a square with the shared preprocessing, on `threads` threads.
 /// Files that fail are reported in [`Dataset::skipped`], never fatal.
-pub fn load(
-    files: &[(PathBuf, usize)],
-    recipe: &Recipe,
-    limits: &Limits,
-    threads: usize,
-) -> Dataset {
+pub fn load(files: &[(PathBuf, usize)], recipe: &Recipe, limits: &Limits, threads: usize) -> Dataset {
     let threads = threads.clamp(1, files.len().max(1));
     let next = std::sync::atomic::AtomicUsize::new(0);
     let mut results: Vec<(usize, Result<Vec<u8>, String>)> = std::thread::scope(|scope| {
@@ -179,10 +177,7 @@ pub fn normalization(samples: &[&Sample], recipe: &Recipe) -> (Vec<f32>, Vec<f32
     let mean: Vec<f32> = sum.iter().map(|s| (s / n) as f32).collect();
     let scale = (0..channels)
         .map(|c| {
-            let m: f64 = sum[c * per_channel..(c + 1) * per_channel]
-                .iter()
-                .sum::<f64>()
-                / (n * per_channel as f64);
+            let m: f64 = sum[c * per_channel..(c + 1) * per_channel].iter().sum::<f64>() / (n * per_channel as f64);
             let var = sq[c] / (n * per_channel as f64) - m * m;
             (1.0 / var.max(1.0).sqrt()) as f32
         })

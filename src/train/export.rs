@@ -10,8 +10,8 @@ use onnx_protobuf::attribute_proto::AttributeType;
 use onnx_protobuf::tensor_proto::DataType;
 use onnx_protobuf::tensor_shape_proto::{dimension, Dimension};
 use onnx_protobuf::{
-    type_proto, AttributeProto, GraphProto, Message, ModelProto, NodeProto, OperatorSetIdProto,
-    StringStringEntryProto, TensorProto, TensorShapeProto, TypeProto, ValueInfoProto,
+    type_proto, AttributeProto, GraphProto, Message, ModelProto, NodeProto, OperatorSetIdProto, StringStringEntryProto,
+    TensorProto, TensorShapeProto, TypeProto, ValueInfoProto,
 };
 use protobuf::{EnumOrUnknown, MessageField};
 use tch::nn::VarStore;
@@ -109,9 +109,7 @@ impl GraphBuilder {
                 .flatten(0, -1),
         )
         .with_context(|| format!("reading parameter `{name}`"))?;
-        self.graph
-            .initializer
-            .push(float_tensor(name, &dims, &data));
+        self.graph.initializer.push(float_tensor(name, &dims, &data));
         Ok(name.to_string())
     }
 
@@ -137,14 +135,7 @@ impl GraphBuilder {
     }
 
     /// Convolution with bias, then ReLU.
-    fn conv_relu(
-        &mut self,
-        x: &str,
-        prefix: &str,
-        kernel: i64,
-        stride: i64,
-        pad: i64,
-    ) -> anyhow::Result<String> {
+    fn conv_relu(&mut self, x: &str, prefix: &str, kernel: i64, stride: i64, pad: i64) -> anyhow::Result<String> {
         let w = self.initializer(&format!("{prefix}.weight"))?;
         let b = self.initializer(&format!("{prefix}.bias"))?;
         let attrs = vec![
@@ -169,9 +160,7 @@ impl GraphBuilder {
 
 /// Builds the ONNX model of a network whose parameters are in `vs`, with `info` as its metadata.
 pub fn build_model(vs: &VarStore, shape: NetShape, info: &ModelInfo) -> anyhow::Result<ModelProto> {
-    if i64::from(info.input_size) != shape.input_size
-        || info.recipe.channels.count() as i64 != shape.channels
-    {
+    if i64::from(info.input_size) != shape.input_size || info.recipe.channels.count() as i64 != shape.channels {
         bail!(
             "model metadata ({}x{}, {} channels) does not match the network ({}x{}, {} channels)",
             info.input_size,
@@ -265,8 +254,7 @@ pub fn build_model(vs: &VarStore, shape: NetShape, info: &ModelInfo) -> anyhow::
         }],
         producer_name: "swipebot".into(),
         producer_version: env!("CARGO_PKG_VERSION").into(),
-        doc_string:
-            "GoogLeNet LIKE/NOPE classifier; see models/README.md for the metadata contract".into(),
+        doc_string: "GoogLeNet LIKE/NOPE classifier; see models/README.md for the metadata contract".into(),
         graph: MessageField::some(b.graph),
         metadata_props: info
             .to_properties()
@@ -285,6 +273,5 @@ pub fn build_model(vs: &VarStore, shape: NetShape, info: &ModelInfo) -> anyhow::
 pub fn export(vs: &VarStore, shape: NetShape, info: &ModelInfo, path: &Path) -> anyhow::Result<()> {
     let model = build_model(vs, shape, info)?;
     let bytes = model.write_to_bytes().context("encoding the ONNX model")?;
-    swipebot::fsutil::write_atomic(path, &bytes)
-        .with_context(|| format!("writing model {}", path.display()))
+    swipebot::fsutil::write_atomic(path, &bytes).with_context(|| format!("writing model {}", path.display()))
 }

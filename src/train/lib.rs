@@ -81,10 +81,7 @@ pub struct Args {
 /// Runs `train` with parsed arguments.
 pub fn run(args: Args) -> anyhow::Result<()> {
     if !(0.0..1.0).contains(&args.val_fraction) {
-        bail!(
-            "--val-fraction must be in [0, 1), got {}",
-            args.val_fraction
-        );
+        bail!("--val-fraction must be in [0, 1), got {}", args.val_fraction);
     }
     let device = match args.device.as_str() {
         "cpu" => tch::Device::Cpu,
@@ -98,11 +95,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     tch::set_num_threads(threads as i32);
     tch::manual_seed(args.seed as i64);
 
-    let channels = if args.grayscale {
-        Channels::Gray
-    } else {
-        Channels::Rgb
-    };
+    let channels = if args.grayscale { Channels::Gray } else { Channels::Rgb };
     let recipe = Recipe::for_input(args.input_size, channels);
     let files = data::scan(&args.data)?;
     eprintln!("scanning {}: {} files", args.data.display(), files.len());
@@ -170,8 +163,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         trained_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         dataset: dataset.describe_counts(),
     };
-    export::export(&vs, shape, &info, &args.out)
-        .with_context(|| format!("exporting to {}", args.out.display()))?;
+    export::export(&vs, shape, &info, &args.out).with_context(|| format!("exporting to {}", args.out.display()))?;
     eprintln!("wrote {}", args.out.display());
     Ok(())
 }

@@ -47,10 +47,7 @@ pub struct GoogLeNet {
 /// default (Kaiming uniform, zero bias) made this network diverge at the recipe's learning rate.
 fn uniform(fan_in: i64) -> nn::Init {
     let bound = 1.0 / (fan_in as f64).sqrt();
-    nn::Init::Uniform {
-        lo: -bound,
-        up: bound,
-    }
+    nn::Init::Uniform { lo: -bound, up: bound }
 }
 
 fn conv(path: nn::Path, input: i64, out: i64, kernel: i64, stride: i64, pad: i64) -> nn::Conv2D {
@@ -126,11 +123,7 @@ impl GoogLeNet {
     /// Sets the input normalisation: `mean` is a `[C, S, S]` mean image, `scale` one factor per channel.
     pub fn set_normalization(&mut self, mean: &[f32], scale: &[f32]) {
         let (c, s) = (self.shape.channels, self.shape.input_size);
-        assert_eq!(
-            mean.len() as i64,
-            c * s * s,
-            "mean image has the wrong size"
-        );
+        assert_eq!(mean.len() as i64, c * s * s, "mean image has the wrong size");
         assert_eq!(scale.len() as i64, c, "one scale per channel");
         tch::no_grad(|| {
             self.mean.copy_(
@@ -193,14 +186,7 @@ pub fn lrn(x: &Tensor, p: &Lrn) -> Tensor {
     let after = (p.size - 1) / 2;
     let padded = squares.constant_pad_nd([0, 0, 0, 0, before, after]);
     let mean = padded
-        .avg_pool3d(
-            [p.size, 1, 1],
-            [1, 1, 1],
-            [0, 0, 0],
-            false,
-            true,
-            None::<i64>,
-        )
+        .avg_pool3d([p.size, 1, 1], [1, 1, 1], [0, 0, 0], false, true, None::<i64>)
         .squeeze_dim(1);
     x / (mean * p.alpha + p.k).pow_tensor_scalar(p.beta)
 }
@@ -228,9 +214,7 @@ mod tests {
                     for wi in 0..w {
                         let lo = (ci - 2).max(0);
                         let hi_c = (ci + 2).min(c - 1);
-                        let sum: f64 = (lo..=hi_c)
-                            .map(|j| x.double_value(&[ni, j, hi, wi]).powi(2))
-                            .sum();
+                        let sum: f64 = (lo..=hi_c).map(|j| x.double_value(&[ni, j, hi, wi]).powi(2)).sum();
                         let v = x.double_value(&[ni, ci, hi, wi]);
                         let expected = v / (p.k + p.alpha * sum / p.size as f64).powf(p.beta);
                         worst = worst.max((y.double_value(&[ni, ci, hi, wi]) - expected).abs());
@@ -238,10 +222,7 @@ mod tests {
                 }
             }
         }
-        assert!(
-            worst < 1e-9,
-            "LRN differs from the direct computation by {worst}"
-        );
+        assert!(worst < 1e-9, "LRN differs from the direct computation by {worst}");
     }
 
     #[test]

@@ -1,14 +1,23 @@
 //! The training loop: SGD with momentum and weight decay, the step-down learning-rate policy, random
 //! crops and mirrors for training, centre crops for validation; the best validation epoch is kept.
+//!
+//! Batches are assembled from the cached squares by a Rust thread while the step runs. Everything
+//! random is seeded from (seed, epoch, step), and the learning rate follows the global iteration,
+//! so a run resumed from a checkpoint, even in the middle of an epoch, keeps its schedule and order.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
 
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
-use tch::nn::{self, OptimizerConfig};
+use tch::nn;
 use tch::{Device, Kind, Tensor};
 
+use crate::checkpoint::{self, Best, Checkpoint, Partial, State};
 use crate::data::Sample;
 use crate::model::GoogLeNet;
+use crate::sgd::Sgd;
 use swipebot::model_info::CLASSES;
 use swipebot::vision::preprocess::{self, Recipe};
 
@@ -29,8 +38,10 @@ pub struct Hyper {
     pub step_fraction: f64,
     /// Step-down factor.
     pub gamma: f64,
-    /// Seed for data order, crops and mirrors.
+    /// Seed for data order, crops, mirrors and dropout.
     pub seed: u64,
+    /// Loss weight of each class (in [`CLASSES`] order); `None` weighs every image the same.
+    pub class_weights: Option<[f64; 2]>,
 }
 
 impl Default for Hyper {
@@ -44,6 +55,7 @@ impl Default for Hyper {
             step_fraction: 0.33,
             gamma: 0.1,
             seed: 42,
+            class_weights: None,
         }
     }
 }
@@ -57,7 +69,7 @@ impl Hyper {
 }
 
 /// Loss and accuracy of one pass.
-#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Metrics {
     /// Mean cross-entropy.
     pub loss: f64,
@@ -66,7 +78,7 @@ pub struct Metrics {
 }
 
 /// What one epoch measured.
-#[derive(Debug, Clone, Copy, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct EpochReport {
     /// 1-based epoch number.
     pub epoch: usize,
@@ -76,6 +88,10 @@ pub struct EpochReport {
     pub val: Metrics,
     /// Learning rate at the end of the epoch.
     pub lr: f64,
+    /// Training images a second (forward, backward and update, with batch assembly overlapped).
+    pub images_per_second: f64,
+    /// Seconds the epoch's training steps took.
+    pub seconds: f64,
 }
 
 /// Deterministic stratified split: for each class, a seeded shuffle, then `val_fraction` of it
@@ -99,23 +115,14 @@ pub fn split(labels: &[usize], val_fraction: f64, seed: u64) -> (Vec<usize>, Vec
 }
 
 /// Assembles a batch tensor `[N, C, S, S]` and its labels; `rng` set means random crop and mirror.
-pub fn batch(
-    samples: &[&Sample],
-    recipe: &Recipe,
-    rng: Option<&mut StdRng>,
-    device: Device,
-) -> (Tensor, Tensor) {
+pub fn batch(samples: &[&Sample], recipe: &Recipe, rng: Option<&mut StdRng>, device: Device) -> (Tensor, Tensor) {
     let mut data = Vec::with_capacity(samples.len() * recipe.input_len());
     let centre = preprocess::centre_offset(recipe);
     let room = recipe.square - recipe.crop;
     let mut rng = rng;
     for s in samples {
         let (left, top, mirror) = match rng.as_deref_mut() {
-            Some(r) => (
-                r.random_range(0..=room),
-                r.random_range(0..=room),
-                r.random_bool(0.5),
-            ),
+            Some(r) => (r.random_range(0..=room), r.random_range(0..=room), r.random_bool(0.5)),
             None => (centre, centre, false),
         };
         preprocess::crop_to_tensor(&s.pixels, recipe, left, top, mirror, &mut data);
@@ -129,13 +136,7 @@ pub fn batch(
 }
 
 /// Loss and accuracy on `samples` with centre crops, in evaluation mode.
-pub fn evaluate(
-    net: &GoogLeNet,
-    samples: &[&Sample],
-    recipe: &Recipe,
-    batch_size: usize,
-    device: Device,
-) -> Metrics {
+pub fn evaluate(net: &GoogLeNet, samples: &[&Sample], recipe: &Recipe, batch_size: usize, device: Device) -> Metrics {
     if samples.is_empty() {
         return Metrics::default();
     }
@@ -145,11 +146,7 @@ pub fn evaluate(
             let (x, y) = batch(chunk, recipe, None, device);
             let logits = net.logits(&x, false);
             loss += logits.cross_entropy_for_logits(&y).double_value(&[]) * chunk.len() as f64;
-            correct += logits
-                .argmax(-1, false)
-                .eq_tensor(&y)
-                .sum(Kind::Int64)
-                .int64_value(&[]);
+            correct += logits.argmax(-1, false).eq_tensor(&y).sum(Kind::Int64).int64_value(&[]);
         }
     });
     Metrics {
@@ -158,92 +155,3 @@ pub fn evaluate(
     }
 }
 
-/// Trains `net` (whose parameters live in `vs`) and restores the weights of the best validation
-/// epoch at the end. `on_epoch` sees each epoch's report as it ends.
-pub fn fit(
-    vs: &nn::VarStore,
-    net: &GoogLeNet,
-    train: &[&Sample],
-    val: &[&Sample],
-    recipe: &Recipe,
-    hyper: &Hyper,
-    mut on_epoch: impl FnMut(&EpochReport),
-) -> anyhow::Result<Vec<EpochReport>> {
-    let device = vs.device();
-    let mut opt = nn::Sgd {
-        momentum: hyper.momentum,
-        dampening: 0.0,
-        wd: hyper.weight_decay,
-        nesterov: false,
-    }
-    .build(vs, hyper.base_lr)?;
-    let steps_per_epoch = train.len().div_ceil(hyper.batch_size).max(1);
-    let total = steps_per_epoch * hyper.epochs;
-    let mut rng = StdRng::seed_from_u64(hyper.seed ^ 0x5eed);
-    let mut order: Vec<usize> = (0..train.len()).collect();
-    let mut reports = Vec::with_capacity(hyper.epochs);
-    let mut best: Option<(f64, Vec<(String, Tensor)>)> = None;
-    let mut iter = 0;
-    for epoch in 1..=hyper.epochs {
-        order.shuffle(&mut rng);
-        let (mut loss_sum, mut correct, mut seen) = (0f64, 0i64, 0usize);
-        for chunk in order.chunks(hyper.batch_size) {
-            let lr = hyper.lr_at(iter, total);
-            opt.set_lr(lr);
-            let picked: Vec<&Sample> = chunk.iter().map(|&i| train[i]).collect();
-            let (x, y) = batch(&picked, recipe, Some(&mut rng), device);
-            let logits = net.logits(&x, true);
-            let loss = logits.cross_entropy_for_logits(&y);
-            opt.backward_step(&loss);
-            let value = loss.double_value(&[]);
-            if !value.is_finite() {
-                anyhow::bail!("training diverged at epoch {epoch} (loss {value}): lower --lr");
-            }
-            loss_sum += value * chunk.len() as f64;
-            correct += tch::no_grad(|| {
-                logits
-                    .argmax(-1, false)
-                    .eq_tensor(&y)
-                    .sum(Kind::Int64)
-                    .int64_value(&[])
-            });
-            seen += chunk.len();
-            iter += 1;
-        }
-        let train_metrics = Metrics {
-            loss: loss_sum / seen.max(1) as f64,
-            accuracy: correct as f64 / seen.max(1) as f64,
-        };
-        let val_metrics = evaluate(net, val, recipe, hyper.batch_size, device);
-        let report = EpochReport {
-            epoch,
-            train: train_metrics,
-            val: val_metrics,
-            lr: hyper.lr_at(iter.saturating_sub(1), total),
-        };
-        on_epoch(&report);
-        // Best by validation accuracy, ties broken by lower validation loss.
-        let key = val_metrics.accuracy - val_metrics.loss * 1e-6;
-        if best.as_ref().is_none_or(|(b, _)| key > *b) {
-            let snapshot = tch::no_grad(|| {
-                vs.variables()
-                    .into_iter()
-                    .map(|(k, v)| (k, v.copy()))
-                    .collect()
-            });
-            best = Some((key, snapshot));
-        }
-        reports.push(report);
-    }
-    if let Some((_, snapshot)) = best {
-        let mut vars = vs.variables();
-        tch::no_grad(|| {
-            for (name, saved) in snapshot {
-                if let Some(v) = vars.get_mut(&name) {
-                    v.copy_(&saved);
-                }
-            }
-        });
-    }
-    Ok(reports)
-}

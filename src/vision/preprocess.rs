@@ -6,9 +6,10 @@
 //! in the centre for validation and scoring. Pixel values stay in 0..=255: the model graph subtracts
 //! its own mean and applies its own scale.
 
+use std::borrow::Cow;
 use std::io::Cursor;
 
-use fast_image_resize::images::Image;
+use fast_image_resize::images::{Image, ImageRef};
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 use image::{DynamicImage, ImageDecoder, ImageReader};
 
@@ -205,11 +206,19 @@ pub fn decode(bytes: &[u8], limits: &Limits) -> Result<DynamicImage, PreprocessE
 /// Returns interleaved (HWC) bytes: what `train` caches.
 pub fn square_pixels(image: &DynamicImage, recipe: &Recipe) -> Vec<u8> {
     let (width, height) = (image.width(), image.height());
-    let (buffer, pixel_type) = match recipe.channels {
-        Channels::Gray => (image.to_luma8().into_raw(), PixelType::U8),
-        Channels::Rgb => (image.to_rgb8().into_raw(), PixelType::U8x3),
+    // Borrow the decoded pixels where they already have the right layout (JPEG decodes to RGB8 or
+    // L8); convert only when needed.
+    let (buffer, pixel_type) = match (recipe.channels, image) {
+        (Channels::Gray, DynamicImage::ImageLuma8(gray)) => (Cow::Borrowed(gray.as_raw().as_slice()), PixelType::U8),
+        (Channels::Gray, DynamicImage::ImageRgb8(rgb)) => match luma_coefficients(image) {
+            Some(coefficients) => (Cow::Owned(rgb_to_luma(rgb.as_raw(), coefficients)), PixelType::U8),
+            None => (Cow::Owned(image.to_luma8().into_raw()), PixelType::U8),
+        },
+        (Channels::Gray, _) => (Cow::Owned(image.to_luma8().into_raw()), PixelType::U8),
+        (Channels::Rgb, DynamicImage::ImageRgb8(rgb)) => (Cow::Borrowed(rgb.as_raw().as_slice()), PixelType::U8x3),
+        (Channels::Rgb, _) => (Cow::Owned(image.to_rgb8().into_raw()), PixelType::U8x3),
     };
-    let src = Image::from_vec_u8(width, height, buffer, pixel_type).expect("buffer matches its dimensions");
+    let src = ImageRef::new(width, height, &buffer, pixel_type).expect("buffer matches its dimensions");
     let mut dst = Image::new(recipe.square, recipe.square, pixel_type);
     let side = width.min(height) as f64;
     let options = ResizeOptions::new()
@@ -219,6 +228,65 @@ pub fn square_pixels(image: &DynamicImage, recipe: &Recipe) -> Vec<u8> {
         .resize(&src, &mut dst, &options)
         .expect("source and destination share a pixel type");
     dst.into_vec()
+}
+
+/// The weights `DynamicImage::to_luma8` gives red, green and blue in this image's colour space,
+/// read back exactly by converting unit primaries in float (`None` if the colour space is one the
+/// conversion cannot be probed in; the caller then falls back to `to_luma8`).
+fn luma_coefficients(image: &DynamicImage) -> Option<[f32; 3]> {
+    let primaries = vec![1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0];
+    let mut probe = DynamicImage::ImageRgb32F(image::Rgb32FImage::from_raw(3, 1, primaries)?);
+    probe.set_color_space(image.color_space()).ok()?;
+    let luma = probe.to_luma32f().into_raw();
+    let coefficients = [luma[0], luma[1], luma[2]];
+    coefficients.iter().all(|c| c.is_finite()).then_some(coefficients)
+}
+
+/// `acc + a * b` exactly as the image crate computes it: fused where its build fuses it.
+#[inline(always)]
+fn multiply_accumulate(acc: f32, a: f32, b: f32) -> f32 {
+    #[cfg(any(
+        all(any(target_arch = "x86", target_arch = "x86_64"), target_feature = "fma"),
+        all(target_arch = "aarch64", target_feature = "neon")
+    ))]
+    {
+        a.mul_add(b, acc)
+    }
+    #[cfg(not(any(
+        all(any(target_arch = "x86", target_arch = "x86_64"), target_feature = "fma"),
+        all(target_arch = "aarch64", target_feature = "neon")
+    )))]
+    {
+        acc + a * b
+    }
+}
+
+/// `x.round() as u8` (half away from zero, saturating, NaN to 0) without the `roundf` call, so
+/// that the loop around it vectorises.
+#[inline(always)]
+fn round_to_u8(x: f32) -> u8 {
+    // NaN stays NaN through `clamp` and truncates to 0, as `as u8` would give.
+    let x = x.clamp(0.0, 255.0);
+    let whole = x as u32;
+    // Exact: `whole` is `x` truncated, so the difference needs no rounding.
+    let fraction = x - whole as f32;
+    (whole + u32::from(fraction >= 0.5)) as u8
+}
+
+/// Interleaved RGB8 to luma, bit for bit what `DynamicImage::to_luma8` computes (each component
+/// expanded to 0..=1, weighted sum with the colour space's coefficients, scaled and rounded), in a
+/// single pass the compiler vectorises instead of the crate's generic colour-space path.
+fn rgb_to_luma(rgb: &[u8], [kr, kg, kb]: [f32; 3]) -> Vec<u8> {
+    const UNIT: f32 = 1.0 / u8::MAX as f32;
+    rgb.chunks_exact(3)
+        .map(|p| {
+            let mut luma = 0.0;
+            luma = multiply_accumulate(luma, f32::from(p[0]) * UNIT, kr);
+            luma = multiply_accumulate(luma, f32::from(p[1]) * UNIT, kg);
+            luma = multiply_accumulate(luma, f32::from(p[2]) * UNIT, kb);
+            round_to_u8(luma * f32::from(u8::MAX))
+        })
+        .collect()
 }
 
 /// Copies the `crop` x `crop` window at (`left`, `top`) of an interleaved square into planar (CHW)
@@ -359,6 +427,72 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn fast_luma_matches_the_image_crate_for_every_colour() {
+        // All 2^24 RGB colours, one per pixel: the shortcut must be bit for bit `to_luma8`.
+        let all = RgbImage::from_fn(4096, 4096, |x, y| {
+            let i = y * 4096 + x;
+            Rgb([(i >> 16) as u8, (i >> 8) as u8, i as u8])
+        });
+        let image = DynamicImage::ImageRgb8(all);
+        let coefficients = luma_coefficients(&image).expect("sRGB can be probed");
+        let fast = rgb_to_luma(image.as_rgb8().unwrap().as_raw(), coefficients);
+        let reference = image.to_luma8().into_raw();
+        let differ = fast.iter().zip(&reference).filter(|(a, b)| a != b).count();
+        assert_eq!(differ, 0, "{differ} colours differ from to_luma8");
+    }
+
+    #[test]
+    fn rounding_matches_round_as_u8() {
+        let edges = [
+            f32::NAN,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            -1.0,
+            -0.5,
+            -0.0,
+            0.0,
+            0.49999997,
+            0.5,
+            0.50000006,
+            1.5,
+            2.5,
+            254.49998,
+            254.5,
+            255.0,
+            255.49998,
+            255.5,
+            256.0,
+            1e10,
+        ];
+        // Every f32 from -2 to 258 in steps of 2^-12, plus the edges.
+        let steps = (0..(260 << 12)).map(|i| -2.0 + i as f32 / 4096.0);
+        for x in edges.into_iter().chain(steps) {
+            assert_eq!(round_to_u8(x), x.round() as u8, "{x}");
+        }
+    }
+
+    #[test]
+    fn square_pixels_keep_the_generic_conversions() {
+        // The borrowed and shortcut paths give what converting with the image crate gives.
+        let rgb = RgbImage::from_fn(40, 30, |x, y| Rgb([(x * 6) as u8, (y * 8) as u8, ((x + y) * 3) as u8]));
+        let image = DynamicImage::ImageRgb8(rgb);
+        for channels in [Channels::Gray, Channels::Rgb] {
+            let recipe = Recipe {
+                square: 16,
+                crop: 12,
+                channels,
+            };
+            let via_crate = match channels {
+                Channels::Gray => DynamicImage::ImageLuma8(image.to_luma8()),
+                Channels::Rgb => DynamicImage::ImageRgba8(image.to_rgba8()),
+            };
+            // RGBA takes the generic path (convert, then resize); luma is already in place.
+            let expected = square_pixels(&via_crate, &recipe);
+            assert_eq!(square_pixels(&image, &recipe), expected, "{channels:?}");
+        }
     }
 
     #[test]

@@ -1,0 +1,151 @@
+//! The recorder: wraps a live source and saves every profile it fetched, with the photos it
+//! downloaded, in the replay format, so the same candidates can be replayed later with another
+//! model or threshold. A photo that failed to download is left out, so a replay sees it fail too.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+
+use crate::profile::{Decision, Profile, SwipeOutcome};
+use crate::source::replay::PROFILE_FILE;
+use crate::source::{Candidates, ProfileSource, SourceError};
+
+/// A source that records what the inner source delivers.
+pub struct RecordingSource {
+    inner: Arc<dyn ProfileSource>,
+    dir: PathBuf,
+    /// (profile id, photo as named by the inner source) -> file to write.
+    files: Mutex<HashMap<(String, String), PathBuf>>,
+}
+
+/// A folder name for a profile id: letters, digits, `-` and `_` kept, the rest replaced.
+fn folder_name(id: &str) -> String {
+    let clean: String = id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if clean == id {
+        clean
+    } else {
+        // Keep distinct ids distinct after cleaning.
+        format!("{clean}-{}", &crate::model_info::sha256_hex(id.as_bytes())[..8])
+    }
+}
+
+/// The file extension of a photo URL's path, when it is one the decoder reads.
+fn extension(url: &str) -> &'static str {
+    let path = url.split(['?', '#']).next().unwrap_or(url).to_ascii_lowercase();
+    ["png", "webp", "jpeg"]
+        .into_iter()
+        .find(|e| path.ends_with(&format!(".{e}")))
+        .unwrap_or("jpg")
+}
+
+impl RecordingSource {
+    /// Records into `dir` (created if needed).
+    pub fn new(inner: Arc<dyn ProfileSource>, dir: &Path) -> std::io::Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        Ok(RecordingSource {
+            inner,
+            dir: dir.to_path_buf(),
+            files: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn record_profile(&self, profile: &Profile) -> std::io::Result<()> {
+        let folder = self.dir.join(folder_name(&profile.id));
+        std::fs::create_dir_all(&folder)?;
+        let mut local = Vec::with_capacity(profile.photos.len());
+        let mut files = self.files.lock().expect("recorder lock");
+        for (k, photo) in profile.photos.iter().enumerate() {
+            let name = format!("{k}.{}", extension(photo));
+            files.insert((profile.id.clone(), photo.clone()), folder.join(&name));
+            local.push(name);
+        }
+        let mut saved = profile.clone();
+        saved.photos = local;
+        saved
+            .extra
+            .insert("source_photos".into(), serde_json::json!(profile.photos));
+        saved
+            .extra
+            .insert("source".into(), serde_json::json!(self.inner.name()));
+        let bytes = serde_json::to_vec_pretty(&saved).expect("profiles serialise");
+        crate::fsutil::write_atomic(&folder.join(PROFILE_FILE), &bytes)
+    }
+}
+
+#[async_trait]
+impl ProfileSource for RecordingSource {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn is_remote(&self) -> bool {
+        self.inner.is_remote()
+    }
+
+    fn prefer_photo_side(&self, side: u32) {
+        self.inner.prefer_photo_side(side);
+    }
+
+    fn reload_credentials(&self) -> Result<(), String> {
+        self.inner.reload_credentials()
+    }
+
+    async fn candidates(&self) -> Result<Candidates, SourceError> {
+        let result = self.inner.candidates().await?;
+        if let Candidates::Profiles { profiles, .. } = &result {
+            for p in profiles {
+                if let Err(e) = self.record_profile(p) {
+                    tracing::warn!(profile = %p.id, dir = %self.dir.display(), "could not record the profile: {e}");
+                }
+            }
+        }
+        Ok(result)
+    }
+
+    async fn photo(&self, profile: &Profile, photo: &str) -> Result<Vec<u8>, SourceError> {
+        let bytes = self.inner.photo(profile, photo).await?;
+        let target = self
+            .files
+            .lock()
+            .expect("recorder lock")
+            .get(&(profile.id.clone(), photo.to_string()))
+            .cloned();
+        if let Some(path) = target {
+            let data = bytes.clone();
+            let written = tokio::task::spawn_blocking(move || crate::fsutil::write_atomic(&path, &data)).await;
+            if !matches!(written, Ok(Ok(()))) {
+                tracing::warn!(profile = %profile.id, photo, "could not record the photo");
+            }
+        }
+        Ok(bytes)
+    }
+
+    async fn swipe(&self, profile: &Profile, decision: Decision) -> Result<SwipeOutcome, SourceError> {
+        self.inner.swipe(profile, decision).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn folder_names_are_safe_and_distinct() {
+        assert_eq!(folder_name("5f3a_b-1"), "5f3a_b-1");
+        assert_ne!(folder_name("a/b"), folder_name("a?b"));
+        assert!(!folder_name("../x").contains('/'));
+        assert_eq!(extension("https://h/x/640x640_a.jpg?t=1"), "jpg");
+        assert_eq!(extension("https://h/x/a.WEBP"), "webp");
+    }
+}

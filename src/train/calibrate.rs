@@ -1,0 +1,289 @@
+//! Calibration and the recommended threshold, from the validation split.
+//!
+//! The original model's confidences sat near 0 or 1. Temperature scaling (Guo et al. 2017) divides
+//! the logits by one scalar `T`, fitted here by minimising the validation negative log-likelihood
+//! (golden-section search on `log T`); the export bakes it into the graph. The threshold on the LIKE
+//! probability is then chosen on the calibrated validation probabilities, and the report measures the
+//! result: confusion matrix, ROC AUC and expected calibration error (15 bins) before and after.
+
+/// How the recommended threshold is chosen.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+#[serde(tag = "policy", rename_all = "snake_case")]
+pub enum ThresholdPolicy {
+    /// Maximise the F1 score of the LIKE class.
+    MaxLikeF1,
+    /// Swipe right on about this fraction of the validation photos.
+    LikeRate {
+        /// The target fraction, in (0, 1).
+        rate: f64,
+    },
+}
+
+/// Counts at a threshold, LIKE being the positive class.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Confusion {
+    /// LIKE photos scored at or above the threshold.
+    pub true_like: usize,
+    /// NOPE photos scored at or above the threshold.
+    pub false_like: usize,
+    /// NOPE photos scored below the threshold.
+    pub true_nope: usize,
+    /// LIKE photos scored below the threshold.
+    pub false_nope: usize,
+}
+
+impl Confusion {
+    /// Counts for LIKE probabilities `p` and labels `like` at `threshold` (LIKE when `p >= threshold`).
+    pub fn at(p: &[f64], like: &[bool], threshold: f64) -> Self {
+        let mut c = Confusion::default();
+        for (&p, &l) in p.iter().zip(like) {
+            match (p >= threshold, l) {
+                (true, true) => c.true_like += 1,
+                (true, false) => c.false_like += 1,
+                (false, false) => c.true_nope += 1,
+                (false, true) => c.false_nope += 1,
+            }
+        }
+        c
+    }
+
+    /// F1 score of the LIKE class (0 when it is undefined).
+    pub fn like_f1(&self) -> f64 {
+        let denom = 2 * self.true_like + self.false_like + self.false_nope;
+        if denom == 0 {
+            0.0
+        } else {
+            2.0 * self.true_like as f64 / denom as f64
+        }
+    }
+
+    /// Fraction classified correctly.
+    pub fn accuracy(&self) -> f64 {
+        let n = self.true_like + self.false_like + self.true_nope + self.false_nope;
+        if n == 0 {
+            0.0
+        } else {
+            (self.true_like + self.true_nope) as f64 / n as f64
+        }
+    }
+}
+
+/// Two-class logits as the LIKE-minus-NOPE margin: softmax of `[nope, like] / T` gives
+/// `sigmoid(margin / T)` for LIKE.
+pub fn margins(logits: &[[f32; 2]]) -> Vec<f64> {
+    logits
+        .iter()
+        .map(|l| f64::from(l[1]) - f64::from(l[0]))
+        .collect()
+}
+
+fn sigmoid(x: f64) -> f64 {
+    if x >= 0.0 {
+        1.0 / (1.0 + (-x).exp())
+    } else {
+        let e = x.exp();
+        e / (1.0 + e)
+    }
+}
+
+/// LIKE probabilities for margins at temperature `t`.
+pub fn like_probabilities(margins: &[f64], t: f64) -> Vec<f64> {
+    margins.iter().map(|m| sigmoid(m / t)).collect()
+}
+
+/// Mean negative log-likelihood of the labels at temperature `t`.
+pub fn nll(margins: &[f64], like: &[bool], t: f64) -> f64 {
+    if margins.is_empty() {
+        return 0.0;
+    }
+    let sum: f64 = margins
+        .iter()
+        .zip(like)
+        .map(|(m, &l)| {
+            // -log sigmoid(z) = softplus(-z), computed stably.
+            let z = if l { m / t } else { -m / t };
+            (-z).max(0.0) + (-z.abs()).exp().ln_1p()
+        })
+        .sum();
+    sum / margins.len() as f64
+}
+
+/// The temperature minimising the validation NLL, searched in [0.05, 20] on a log scale. Returns 1
+/// when there is nothing to fit (no validation data).
+pub fn fit_temperature(margins: &[f64], like: &[bool]) -> f64 {
+    if margins.is_empty() {
+        return 1.0;
+    }
+    let f = |log_t: f64| nll(margins, like, log_t.exp());
+    let (mut a, mut b) = (0.05f64.ln(), 20f64.ln());
+    let r = (5f64.sqrt() - 1.0) / 2.0;
+    let mut c = b - r * (b - a);
+    let mut d = a + r * (b - a);
+    let (mut fc, mut fd) = (f(c), f(d));
+    for _ in 0..80 {
+        if fc < fd {
+            b = d;
+            d = c;
+            fd = fc;
+            c = b - r * (b - a);
+            fc = f(c);
+        } else {
+            a = c;
+            c = d;
+            fc = fd;
+            d = a + r * (b - a);
+            fd = f(d);
+        }
+    }
+    ((a + b) / 2.0).exp()
+}
+
+/// The recommended threshold on LIKE probabilities `p` (0.5 when there is no validation data).
+pub fn choose_threshold(p: &[f64], like: &[bool], policy: ThresholdPolicy) -> f64 {
+    if p.is_empty() {
+        return 0.5;
+    }
+    let mut sorted: Vec<f64> = p.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted.dedup();
+    match policy {
+        ThresholdPolicy::MaxLikeF1 => {
+            // Every distinct score is a candidate; between equal F1s prefer the threshold in the
+            // middle of the widest gap, which is the most robust to new photos.
+            let mut best = (f64::NEG_INFINITY, 0.5);
+            for (i, &t) in sorted.iter().enumerate() {
+                let f1 = Confusion::at(p, like, t).like_f1();
+                let below = if i == 0 { 0.0 } else { sorted[i - 1] };
+                let candidate = (below + t) / 2.0;
+                if f1 > best.0 + 1e-12 {
+                    best = (f1, candidate);
+                }
+            }
+            best.1.clamp(0.0, 1.0)
+        }
+        ThresholdPolicy::LikeRate { rate } => {
+            // The smallest threshold whose LIKE rate does not exceed the target.
+            let n = p.len() as f64;
+            let mut desc = p.to_vec();
+            desc.sort_by(|a, b| b.total_cmp(a));
+            let k = ((rate * n).round() as usize).min(p.len());
+            if k == 0 {
+                return (desc[0] + 1.0) / 2.0;
+            }
+            let t = desc[k - 1];
+            let next_lower = desc.get(k).copied().unwrap_or(0.0);
+            if next_lower < t {
+                (t + next_lower) / 2.0
+            } else {
+                t
+            }
+        }
+    }
+}
+
+/// Area under the ROC curve of `p` for the LIKE class (Mann-Whitney, ties counted half); `None`
+/// when one class is absent.
+pub fn roc_auc(p: &[f64], like: &[bool]) -> Option<f64> {
+    let mut order: Vec<usize> = (0..p.len()).collect();
+    order.sort_by(|&a, &b| p[a].total_cmp(&p[b]));
+    let positives = like.iter().filter(|&&l| l).count();
+    let negatives = p.len() - positives;
+    if positives == 0 || negatives == 0 {
+        return None;
+    }
+    // Average ranks over ties.
+    let mut rank_sum = 0f64;
+    let mut i = 0;
+    while i < order.len() {
+        let mut j = i;
+        while j + 1 < order.len() && p[order[j + 1]] == p[order[i]] {
+            j += 1;
+        }
+        let rank = (i + j) as f64 / 2.0 + 1.0;
+        rank_sum += rank * order[i..=j].iter().filter(|&&k| like[k]).count() as f64;
+        i = j + 1;
+    }
+    let u = rank_sum - (positives * (positives + 1)) as f64 / 2.0;
+    Some(u / (positives * negatives) as f64)
+}
+
+/// Expected calibration error of the predicted class's confidence over `bins` equal-width bins.
+pub fn ece(p: &[f64], like: &[bool], bins: usize) -> f64 {
+    if p.is_empty() {
+        return 0.0;
+    }
+    let mut count = vec![0usize; bins];
+    let mut conf = vec![0f64; bins];
+    let mut hit = vec![0f64; bins];
+    for (&p, &l) in p.iter().zip(like) {
+        let predicted_like = p >= 0.5;
+        let confidence = if predicted_like { p } else { 1.0 - p };
+        let b = ((confidence * bins as f64) as usize).min(bins - 1);
+        count[b] += 1;
+        conf[b] += confidence;
+        hit[b] += f64::from(u8::from(predicted_like == l));
+    }
+    let n = p.len() as f64;
+    (0..bins)
+        .filter(|&b| count[b] > 0)
+        .map(|b| (conf[b] - hit[b]).abs() / n)
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+
+    #[test]
+    fn temperature_scaling_recovers_an_overconfidence_factor_and_lowers_ece() {
+        // Labels drawn from sigmoid(z); the model reports 4 z: the right temperature is about 4.
+        let mut rng = StdRng::seed_from_u64(1);
+        let (mut m, mut like) = (Vec::new(), Vec::new());
+        for _ in 0..4000 {
+            let z: f64 = rng.random_range(-4.0..4.0);
+            like.push(rng.random_bool(sigmoid(z)));
+            m.push(4.0 * z);
+        }
+        let t = fit_temperature(&m, &like);
+        assert!((t - 4.0).abs() < 0.4, "fitted temperature {t}");
+        assert!(nll(&m, &like, t) < nll(&m, &like, 1.0));
+        let before = ece(&like_probabilities(&m, 1.0), &like, 15);
+        let after = ece(&like_probabilities(&m, t), &like, 15);
+        assert!(after < before / 2.0, "ECE {before} -> {after}");
+    }
+
+    #[test]
+    fn auc_and_confusion_on_known_scores() {
+        let p = [0.1, 0.4, 0.35, 0.8];
+        let like = [false, false, true, true];
+        assert_eq!(roc_auc(&p, &like), Some(0.75));
+        assert_eq!(roc_auc(&[0.2, 0.2], &[true, false]), Some(0.5));
+        assert_eq!(roc_auc(&[0.2], &[true]), None);
+        let c = Confusion::at(&p, &like, 0.35);
+        assert_eq!(
+            c,
+            Confusion {
+                true_like: 2,
+                false_like: 1,
+                true_nope: 1,
+                false_nope: 0
+            }
+        );
+        assert!((c.like_f1() - 0.8).abs() < 1e-12);
+    }
+
+    #[test]
+    fn thresholds_separate_separable_scores_and_follow_a_target_rate() {
+        let p = [0.05, 0.2, 0.3, 0.6, 0.7, 0.9];
+        let like = [false, false, false, true, true, true];
+        let t = choose_threshold(&p, &like, ThresholdPolicy::MaxLikeF1);
+        assert!((0.3..=0.6).contains(&t) && t > 0.3, "{t}");
+        assert_eq!(Confusion::at(&p, &like, t).accuracy(), 1.0);
+        let t = choose_threshold(&p, &like, ThresholdPolicy::LikeRate { rate: 1.0 / 3.0 });
+        assert_eq!(Confusion::at(&p, &like, t).true_like, 2);
+        assert_eq!(Confusion::at(&p, &like, t).false_like, 0);
+        assert_eq!(choose_threshold(&[], &[], ThresholdPolicy::MaxLikeF1), 0.5);
+    }
+}

@@ -1,0 +1,208 @@
+//! Checkpoints: everything `--resume` needs to continue a run exactly where it stopped.
+//!
+//! A checkpoint is a folder next to the model (`model.onnx` gets `model.checkpoint/`) holding
+//! `weights.ot` (the var store: weights and input normalisation), `momentum.ot` (the optimizer's
+//! momentum buffers), `best.ot` (the weights of the best validation epoch so far) and `state.json`
+//! ([`State`]: where the run is, its history, its best epoch and the settings it was started with).
+//! Data order, crops, mirrors and dropout are seeded from the seed, the epoch and the step, and the
+//! learning rate from the global iteration, so a resumed run follows the same schedule. `state.json`
+//! is written last, so a crash in between leaves the previous consistent state.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use tch::nn::VarStore;
+use tch::Tensor;
+
+use crate::sgd::Sgd;
+use crate::training::EpochReport;
+
+/// Running sums of an epoch in progress (to continue its averages after an interruption).
+#[derive(Debug, Clone, Copy, Default, serde::Serialize, serde::Deserialize)]
+pub struct Partial {
+    /// Sum of the per-image training loss.
+    pub loss_sum: f64,
+    /// Training images classified correctly.
+    pub correct: i64,
+    /// Training images seen.
+    pub seen: usize,
+    /// Seconds spent on the training steps.
+    pub seconds: f64,
+}
+
+/// The best validation epoch so far.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Best {
+    /// 1-based epoch number.
+    pub epoch: usize,
+    /// Its validation accuracy.
+    pub val_accuracy: f64,
+    /// Its validation loss.
+    pub val_loss: f64,
+}
+
+impl Best {
+    /// True when `report` beats this epoch (higher validation accuracy, then lower loss).
+    pub fn beaten_by(&self, report: &EpochReport) -> bool {
+        report.val.accuracy > self.val_accuracy
+            || (report.val.accuracy == self.val_accuracy && report.val.loss < self.val_loss)
+    }
+}
+
+/// Where a run stands.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct State {
+    /// 0-based index of the epoch to run next (or in progress).
+    pub epoch: usize,
+    /// Next step within that epoch (0 at an epoch boundary).
+    pub step: usize,
+    /// Sums of the epoch in progress.
+    pub partial: Partial,
+    /// Reports of the finished epochs.
+    pub history: Vec<EpochReport>,
+    /// The best validation epoch so far.
+    pub best: Option<Best>,
+    /// The settings the run was started with; `--resume` refuses other ones.
+    pub settings: serde_json::Value,
+}
+
+/// A checkpoint folder.
+#[derive(Debug, Clone)]
+pub struct Checkpoint {
+    dir: PathBuf,
+}
+
+fn tmp(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".tmp");
+    path.with_file_name(name)
+}
+
+fn save_tensors(path: &Path, named: &[(String, Tensor)]) -> anyhow::Result<()> {
+    let t = tmp(path);
+    Tensor::save_multi(named, &t).with_context(|| format!("writing {}", t.display()))?;
+    std::fs::rename(&t, path)?;
+    Ok(())
+}
+
+impl Checkpoint {
+    /// The checkpoint folder of the model at `model_path` (`x.onnx` gets `x.checkpoint/`).
+    pub fn for_model(model_path: &Path) -> Self {
+        Checkpoint {
+            dir: model_path.with_extension("checkpoint"),
+        }
+    }
+
+    /// The folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// True when a checkpoint has been written there.
+    pub fn exists(&self) -> bool {
+        self.dir.join("state.json").exists()
+    }
+
+    /// Writes the current weights, the momentum buffers and `state` (in that order).
+    pub fn save(&self, vs: &VarStore, sgd: &Sgd, state: &State) -> anyhow::Result<()> {
+        std::fs::create_dir_all(&self.dir)
+            .with_context(|| format!("creating {}", self.dir.display()))?;
+        let weights = self.dir.join("weights.ot");
+        vs.save(tmp(&weights))
+            .with_context(|| format!("writing {}", weights.display()))?;
+        std::fs::rename(tmp(&weights), &weights)?;
+        save_tensors(&self.dir.join("momentum.ot"), &sgd.state())?;
+        let json = serde_json::to_vec_pretty(state)?;
+        swipebot::fsutil::write_atomic(&self.dir.join("state.json"), &json)?;
+        Ok(())
+    }
+
+    /// Writes the weights of a new best epoch.
+    pub fn save_best(&self, best: &[(String, Tensor)]) -> anyhow::Result<()> {
+        std::fs::create_dir_all(&self.dir)?;
+        save_tensors(&self.dir.join("best.ot"), best)
+    }
+
+    /// Reads the state and checks it was made with `settings`.
+    pub fn load_state(&self, settings: &serde_json::Value) -> anyhow::Result<State> {
+        let path = self.dir.join("state.json");
+        let bytes = std::fs::read(&path).with_context(|| {
+            format!(
+                "--resume: no checkpoint at {} (run without --resume first)",
+                path.display()
+            )
+        })?;
+        let state: State = serde_json::from_slice(&bytes)
+            .with_context(|| format!("reading {}", path.display()))?;
+        if &state.settings != settings {
+            let (Some(old), Some(new)) = (state.settings.as_object(), settings.as_object()) else {
+                bail!("--resume: the checkpoint's settings are unreadable");
+            };
+            let changed: Vec<String> = new
+                .iter()
+                .filter(|(k, v)| old.get(*k) != Some(v))
+                .map(|(k, v)| {
+                    format!(
+                        "{k} (checkpoint: {}, now: {v})",
+                        old.get(k).unwrap_or(&serde_json::Value::Null)
+                    )
+                })
+                .collect();
+            bail!(
+                "--resume: the run was started with other settings or data; changed: {}",
+                changed.join(", ")
+            );
+        }
+        Ok(state)
+    }
+
+    /// Loads the saved weights into `vs` and the momentum buffers into `sgd`.
+    pub fn load_weights(&self, vs: &mut VarStore, sgd: &mut Sgd) -> anyhow::Result<()> {
+        let weights = self.dir.join("weights.ot");
+        vs.load(&weights)
+            .with_context(|| format!("reading {}", weights.display()))?;
+        let momentum = self.dir.join("momentum.ot");
+        sgd.load_state(
+            Tensor::load_multi(&momentum)
+                .with_context(|| format!("reading {}", momentum.display()))?,
+        )
+    }
+
+    /// The weights of the best epoch, if one was saved.
+    pub fn load_best(&self) -> anyhow::Result<Option<Vec<(String, Tensor)>>> {
+        let path = self.dir.join("best.ot");
+        if !path.exists() {
+            return Ok(None);
+        }
+        Ok(Some(
+            Tensor::load_multi(&path).with_context(|| format!("reading {}", path.display()))?,
+        ))
+    }
+}
+
+/// Copies named tensors (a snapshot or `best.ot`) into the variables of `vs`.
+pub fn restore(vs: &VarStore, snapshot: &[(String, Tensor)]) -> anyhow::Result<()> {
+    let mut vars = vs.variables();
+    tch::no_grad(|| {
+        for (name, saved) in snapshot {
+            let v = vars
+                .get_mut(name)
+                .ok_or_else(|| anyhow::anyhow!("saved weights have unknown `{name}`"))?;
+            v.copy_(&saved.to_device(v.device()));
+        }
+        Ok(())
+    })
+}
+
+/// A copy of every variable of `vs` (weights and normalisation), by name.
+pub fn snapshot(vs: &VarStore) -> Vec<(String, Tensor)> {
+    tch::no_grad(|| {
+        let mut all: Vec<(String, Tensor)> = vs
+            .variables()
+            .into_iter()
+            .map(|(k, v)| (k, v.copy()))
+            .collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
+    })
+}
