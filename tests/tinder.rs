@@ -1,0 +1,420 @@
+//! The HTTP source against a real HTTP server on loopback that serves the API fixtures and injects
+//! faults, with the real daemon process on top.
+
+mod common;
+
+use std::collections::{HashMap, VecDeque};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use swipebot::journal::{Journal, Record};
+use swipebot::profile::{Decision, PhotoScore};
+
+const TOKEN: &str = "tok-3f9a1c7e-secret";
+
+/// One scripted answer.
+#[derive(Clone)]
+struct Reply {
+    status: u16,
+    content_type: &'static str,
+    body: Vec<u8>,
+    delay: Duration,
+    headers: Vec<(&'static str, String)>,
+    /// Declared body length when it should differ from the real one (a truncated body).
+    declared_len: Option<usize>,
+}
+
+impl Reply {
+    fn json(status: u16, body: &str) -> Self {
+        Reply { status, content_type: "application/json", body: body.as_bytes().to_vec(), delay: Duration::ZERO, headers: vec![], declared_len: None }
+    }
+    fn image(body: Vec<u8>) -> Self {
+        Reply { status: 200, content_type: "image/jpeg", body, delay: Duration::ZERO, headers: vec![], declared_len: None }
+    }
+}
+
+/// A request the server saw.
+#[derive(Clone, Debug)]
+struct Seen {
+    at: Instant,
+    path: String,
+    token: Option<String>,
+}
+
+#[derive(Default)]
+struct State {
+    recs: VecDeque<Reply>,
+    likes: VecDeque<Reply>,
+    photos: HashMap<String, Reply>,
+    seen: Vec<Seen>,
+}
+
+/// The fake API: a thread per connection, `Connection: close` after each answer.
+struct Api {
+    base: String,
+    state: Arc<Mutex<State>>,
+}
+
+fn fixture(name: &str) -> String {
+    let path = common::repo_root().join("../shared/fixtures/tinder-api").join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+impl Api {
+    fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let state = Arc::new(Mutex::new(State::default()));
+        let s = Arc::clone(&state);
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(conn) = conn else { continue };
+                let s = Arc::clone(&s);
+                std::thread::spawn(move || serve(conn, &s));
+            }
+        });
+        Api { base, state }
+    }
+
+    /// A fixture with its photo URLs pointing at this server.
+    fn recs(&self, name: &str) -> Reply {
+        let body = fixture(name)
+            .replace("https://images-ssl.gotinder.com/", &format!("{}/photos/", self.base))
+            .replace("http://images.gotinder.com/", &format!("{}/photos/", self.base));
+        Reply::json(200, &body)
+    }
+
+    fn push_recs(&self, r: Reply) {
+        self.state.lock().unwrap().recs.push_back(r);
+    }
+
+    fn photo(&self, path: &str, r: Reply) {
+        self.state.lock().unwrap().photos.insert(path.to_string(), r);
+    }
+
+    fn seen(&self) -> Vec<Seen> {
+        self.state.lock().unwrap().seen.clone()
+    }
+
+    fn calls(&self, prefix: &str) -> Vec<String> {
+        self.seen().into_iter().filter(|s| s.path.starts_with(prefix)).map(|s| s.path).collect()
+    }
+}
+
+fn serve(mut conn: TcpStream, state: &Mutex<State>) {
+    let mut reader = BufReader::new(conn.try_clone().unwrap());
+    let mut request_line = String::new();
+    if reader.read_line(&mut request_line).is_err() {
+        return;
+    }
+    let path = request_line.split_whitespace().nth(1).unwrap_or("/").to_string();
+    let mut token = None;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+            break;
+        }
+        if let Some((k, v)) = line.split_once(':') {
+            if k.eq_ignore_ascii_case("x-auth-token") {
+                token = Some(v.trim().to_string());
+            }
+        }
+    }
+    let reply = {
+        let mut s = state.lock().unwrap();
+        s.seen.push(Seen { at: Instant::now(), path: path.clone(), token });
+        if path.starts_with("/v2/recs/core") || path.starts_with("/user/recs") {
+            s.recs.pop_front().unwrap_or_else(|| Reply::json(200, &fixture("v2_recs_core_empty.json")))
+        } else if path.starts_with("/like/") {
+            s.likes.pop_front().unwrap_or_else(|| Reply::json(200, &fixture("like.json")))
+        } else if path.starts_with("/pass/") {
+            Reply::json(200, &fixture("pass.json"))
+        } else if let Some(name) = path.strip_prefix("/photos/") {
+            s.photos.get(name).cloned().unwrap_or_else(|| {
+                // Every other photo is a valid JPEG.
+                Reply::image(swipebot::synth::jpeg(&swipebot::synth::photo(true, 120, 120, name.len() as u64), 85))
+            })
+        } else {
+            Reply::json(404, "{}")
+        }
+    };
+    std::thread::sleep(reply.delay);
+    let mut head = format!(
+        "HTTP/1.1 {} X\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n",
+        reply.status,
+        reply.content_type,
+        reply.declared_len.unwrap_or(reply.body.len())
+    );
+    for (k, v) in &reply.headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    let _ = conn.write_all(head.as_bytes());
+    let _ = conn.write_all(&reply.body);
+    let _ = conn.flush();
+    let _ = conn.shutdown(std::net::Shutdown::Both);
+}
+
+struct Daemon {
+    child: Child,
+    state: PathBuf,
+    stderr: Arc<Mutex<String>>,
+}
+
+/// Starts `swipebot run` against `api` with extra config TOML and environment variables.
+fn start_daemon(dir: &Path, model: &Path, api: &Api, extra: &str, env: &[(&str, &str)]) -> Daemon {
+    let state = dir.join("state");
+    let config = dir.join("swipebot.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[model]\npath = {model:?}\nthreshold = 0.0\n\
+             [source]\nkind = \"tinder\"\nrecord_dir = {:?}\n\
+             [source.tinder]\nbase_url = {:?}\nretry_base_ms = 10\nempty_backoff_secs = 1\nempty_backoff_max_secs = 1\n\
+             rate_limit_wait_secs = 1\nout_of_likes_wait_secs = 1\nrequest_timeout_secs = 5\n\
+             [pacing]\nswipes_per_minute = 600\njitter = 0.0\n\
+             [pipeline]\nphoto_timeout_secs = 1\nmax_photo_bytes = 200000\n\
+             [state]\ndir = {state:?}\n{extra}",
+            dir.join("recorded"),
+            api.base,
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(common::bin("swipebot"))
+        .args(["run", "--config", config.to_str().unwrap()])
+        .env("SWIPEBOT_API_TOKEN", TOKEN)
+        .env("SWIPEBOT_LOG", "debug")
+        .envs(env.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = Arc::new(Mutex::new(String::new()));
+    let sink = Arc::clone(&stderr);
+    let mut pipe = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = pipe.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+    Daemon { child, state, stderr }
+}
+
+impl Daemon {
+    fn records(&self) -> Vec<Record> {
+        Journal::read_all(&self.state).unwrap_or_default()
+    }
+
+    /// Waits for `n` journal records, then stops the daemon with SIGTERM; returns its exit code.
+    fn stop_after(mut self, n: usize, limit: Duration) -> (i32, Vec<Record>, String) {
+        let start = Instant::now();
+        while self.records().len() < n {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("daemon exited early ({status}): {}", self.stderr.lock().unwrap());
+            }
+            assert!(start.elapsed() < limit, "only {} of {n} records after {limit:?}: {}", self.records().len(), self.stderr.lock().unwrap());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+        let code = wait(&mut self.child, Duration::from_secs(20));
+        std::thread::sleep(Duration::from_millis(100));
+        let log = self.stderr.lock().unwrap().clone();
+        (code, self.records(), log)
+    }
+}
+
+fn wait(child: &mut Child, limit: Duration) -> i32 {
+    let start = Instant::now();
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s.code().unwrap_or(-1);
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            panic!("daemon did not exit within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn by_id(records: &[Record]) -> HashMap<String, Record> {
+    let mut m = HashMap::new();
+    for r in records {
+        assert!(m.insert(r.profile_id.clone(), r.clone()).is_none(), "{} journaled twice", r.profile_id);
+    }
+    m
+}
+
+fn errors(r: &Record) -> Vec<String> {
+    r.scores
+        .iter()
+        .filter_map(|p| match p {
+            PhotoScore::Failed { error, .. } => Some(error.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn assert_no_token_anywhere(dir: &Path, log: &str) {
+    assert!(!log.contains(TOKEN), "the token leaked into the logs");
+    fn walk(p: &Path) {
+        for e in std::fs::read_dir(p).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                walk(&p);
+            } else if let Ok(text) = std::fs::read(&p) {
+                assert!(!String::from_utf8_lossy(&text).contains(TOKEN), "the token leaked into {}", p.display());
+            }
+        }
+    }
+    walk(dir);
+}
+
+const U1: &str = "000000000000000000000001";
+const U2: &str = "000000000000000000000002";
+const U3: &str = "000000000000000000000003";
+
+#[test]
+fn faulty_photos_are_ignored_likes_are_exact_and_recordings_replay_the_same() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = common::untrained_model(dir.path(), 64, true);
+    let api = Api::start();
+    api.push_recs(api.recs("v2_recs_core.json"));
+    // The 84x84 size is the nearest above the model's 64: the source must pick it.
+    let p = |user: &str, n: u32| format!("{user}/84x84_000{}0000-0000-4000-8000-00000000000{n}.jpg", &user[23..]);
+    let corrupt = Reply::image(b"\xFF\xD8\xFF\xE0 garbage garbage".to_vec());
+    let html = Reply { content_type: "text/html", ..Reply::json(200, "<html>Access denied</html>") };
+    let truncated = Reply { declared_len: Some(50_000), ..Reply::image(vec![0xFF; 300]) };
+    let oversized = Reply::image(vec![0xFF; 300_000]);
+    let slow = Reply { delay: Duration::from_secs(3), ..Reply::image(vec![0xFF; 10]) };
+    api.photo(&p(U1, 0), corrupt);
+    api.photo(&p(U1, 1), html);
+    api.photo(&p(U2, 0), truncated);
+    api.photo(&p(U3, 0), oversized);
+    api.photo(&p(U3, 1), slow);
+
+    let daemon = start_daemon(dir.path(), &model, &api, "", &[]);
+    let (code, records, log) = daemon.stop_after(3, Duration::from_secs(60));
+    assert_eq!(code, 0, "{log}");
+    let r = by_id(&records);
+    assert_eq!(r.len(), 3, "every fetched profile reaches the journal");
+    assert_eq!(r[U1].decision, Decision::Like, "{:?}", r[U1]);
+    let e1 = errors(&r[U1]).join(" | ");
+    assert!(e1.contains("corrupt") && e1.contains("text/html"), "{e1}");
+    assert_eq!(r[U2].decision, Decision::Skip, "its only photo was truncated: {:?}", r[U2]);
+    assert!(errors(&r[U2])[0].contains("body"), "{:?}", errors(&r[U2]));
+    assert_eq!(r[U3].decision, Decision::Like);
+    let e3 = errors(&r[U3]).join(" | ");
+    assert!(e3.contains("over the limit") && e3.contains("timed out"), "{e3}");
+
+    // Exactly the likes decided, no passes, nothing for the skipped profile.
+    let mut likes = api.calls("/like/");
+    likes.sort();
+    assert_eq!(likes, [format!("/like/{U1}"), format!("/like/{U3}")]);
+    assert!(api.calls("/pass/").is_empty());
+    // Every request carried the token; photos were the 84x84 ones.
+    let seen = api.seen();
+    assert!(seen.iter().all(|s| s.token.as_deref() == Some(TOKEN)), "a request without the token");
+    assert!(api.calls("/photos/").iter().all(|p| p.contains("/84x84_")), "{:?}", api.calls("/photos/"));
+    assert_no_token_anywhere(dir.path(), &log);
+
+    // The recording replays to the same decisions.
+    let recorded = dir.path().join("recorded");
+    let out = Command::new(common::bin("swipebot"))
+        .args(["replay", recorded.to_str().unwrap(), "--model", model.to_str().unwrap(), "--threshold", "0"])
+        .args(["--state-dir", dir.path().join("replayed").to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let replayed = by_id(&Journal::read_all(&dir.path().join("replayed")).unwrap());
+    assert_eq!(replayed.len(), 3);
+    for (id, rec) in &r {
+        assert_eq!(replayed[id].decision, rec.decision, "{id}");
+        let scored = |x: &Record| x.scores.iter().filter(|p| p.score().is_some()).count();
+        assert_eq!(scored(&replayed[id]), scored(rec), "{id}");
+    }
+}
+
+#[test]
+fn trouble_is_retried_and_rate_limits_are_waited_out_without_calls() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = common::untrained_model(dir.path(), 64, true);
+    let api = Api::start();
+    for status in [500, 502, 503] {
+        api.push_recs(Reply::json(status, "{\"error\": \"outage\"}"));
+    }
+    api.push_recs(Reply { headers: vec![("Retry-After", "2".into())], ..Reply::json(429, "{}") });
+    api.push_recs(Reply::json(200, "{\"data\": {\"results\": [ {\"type\": \"user\", \"user\": "));
+    api.push_recs(Reply::json(200, &fixture("v2_recs_rate_limited.json")));
+    api.push_recs(Reply::json(200, &fixture("v2_recs_out_of_likes.json")));
+    api.push_recs(Reply::json(200, &fixture("v2_recs_timeout.json")));
+    api.push_recs(api.recs("v2_recs_core.json"));
+    // The first like says: out of likes for 12 seconds from now.
+    let until_instant = Instant::now() + Duration::from_secs(12);
+    let until_ms = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_millis() as u64 + 12_000;
+    let limited = fixture("like_rate_limited.json").replace("1764403200000", &until_ms.to_string());
+    api.state.lock().unwrap().likes.push_back(Reply::json(200, &limited));
+    let daemon = start_daemon(dir.path(), &model, &api, "", &[]);
+    let (code, records, log) = daemon.stop_after(3, Duration::from_secs(90));
+    assert_eq!(code, 0, "{log}");
+    assert_eq!(by_id(&records).len(), 3);
+
+    let seen = api.seen();
+    let recs: Vec<&Seen> = seen.iter().filter(|s| s.path.starts_with("/v2/recs")).collect();
+    assert!(recs.len() >= 9, "{recs:?}");
+    // The 429 (4th call) asked for 2 s: the next call came no sooner.
+    assert!(recs[4].at - recs[3].at >= Duration::from_millis(1900), "Retry-After was not honoured");
+    // Rate limited in a 200 body, then out of likes: each waited rate_limit_wait_secs / out_of_likes_wait_secs.
+    assert!(recs[6].at - recs[5].at >= Duration::from_millis(900));
+    assert!(recs[7].at - recs[6].at >= Duration::from_millis(900));
+    // After the rate-limited like, no like call until rate_limited_until.
+    let likes: Vec<&Seen> = seen.iter().filter(|s| s.path.starts_with("/like/")).collect();
+    assert!(likes.len() >= 2, "{likes:?}");
+    assert!(likes[0].at < until_instant, "the first like came before the limit's end");
+    assert!(likes[1].at >= until_instant - Duration::from_millis(50), "a like was sent before rate_limited_until");
+    assert!(log.contains("malformed JSON"), "the malformed body was logged");
+    assert_no_token_anywhere(dir.path(), &log);
+}
+
+#[test]
+fn placeholders_are_never_swiped_and_dry_run_never_swipes() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = common::untrained_model(dir.path(), 64, true);
+    let api = Api::start();
+    api.push_recs(api.recs("v1_recommended_users_with_one_limit_reached.json"));
+    let env = [("SWIPEBOT__SOURCE__DRY_RUN", "true"), ("SWIPEBOT__SOURCE__TINDER__API", "v1")];
+    let daemon = start_daemon(dir.path(), &model, &api, "", &env);
+    let (code, records, log) = daemon.stop_after(2, Duration::from_secs(60));
+    assert_eq!(code, 0, "{log}");
+    let r = by_id(&records);
+    assert_eq!(r["user_2_id"].decision, Decision::Skip, "the placeholder is skipped");
+    assert!(!r["user_2_id"].sent);
+    assert!(r["user_1_id"].dry_run && !r["user_1_id"].sent, "{:?}", r["user_1_id"]);
+    assert!(api.calls("/like/").is_empty() && api.calls("/pass/").is_empty(), "dry run sent a swipe");
+    assert!(!api.calls("/user/recs").is_empty(), "the v1 endpoint was used");
+    assert_no_token_anywhere(dir.path(), &log);
+}
+
+#[test]
+fn a_refused_token_stops_with_exit_code_77_and_says_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = common::untrained_model(dir.path(), 64, true);
+    let api = Api::start();
+    api.push_recs(Reply::json(401, &fixture("unauthorized_401.json")));
+    let mut daemon = start_daemon(dir.path(), &model, &api, "", &[]);
+    let code = wait(&mut daemon.child, Duration::from_secs(30));
+    std::thread::sleep(Duration::from_millis(100));
+    let log = daemon.stderr.lock().unwrap().clone();
+    assert_eq!(code, 77, "{log}");
+    assert!(log.contains("token") && log.contains("restart"), "{log}");
+    assert!(api.calls("/like/").is_empty());
+    assert_no_token_anywhere(dir.path(), &log);
+}
