@@ -401,6 +401,28 @@ fn bad_config_keys_and_values_stop_before_anything_runs() {
 }
 
 #[test]
+fn the_token_never_reaches_check_config_or_help() {
+    let token = "tok-never-print-me-42";
+    let config = common::repo_root().join("config/swipebot.toml");
+    for args in [
+        vec!["check-config", "--config", config.to_str().unwrap()],
+        vec!["--help"],
+        vec!["run", "--help"],
+        vec!["replay", "--help"],
+    ] {
+        let out = Command::new(common::bin("swipebot"))
+            .args(&args)
+            .env("SWIPEBOT__SOURCE__KIND", "tinder")
+            .env("SWIPEBOT_API_TOKEN", token)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}");
+        let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(!all.contains(token), "{args:?} printed the token");
+    }
+}
+
+#[test]
 fn the_documented_config_file_is_valid() {
     let out = Command::new(common::bin("swipebot"))
         .args([
