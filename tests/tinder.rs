@@ -418,3 +418,37 @@ fn a_refused_token_stops_with_exit_code_77_and_says_what_to_do() {
     assert!(api.calls("/like/").is_empty());
     assert_no_token_anywhere(dir.path(), &log);
 }
+
+#[test]
+fn with_on_unauthorized_wait_a_sighup_brings_the_new_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = common::untrained_model(dir.path(), 64, true);
+    let api = Api::start();
+    api.push_recs(Reply::json(401, &fixture("unauthorized_401.json")));
+    api.push_recs(api.recs("v2_recs_core.json"));
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, "old-token-1\n").unwrap();
+    let env = [
+        ("SWIPEBOT__SOURCE__TINDER__ON_UNAUTHORIZED", "wait"),
+        ("SWIPEBOT__SOURCE__TINDER__TOKEN_FILE", token_file.to_str().unwrap()),
+    ];
+    let daemon = start_daemon(dir.path(), &model, &api, "", &env);
+    let start = Instant::now();
+    while api.calls("/v2/recs").is_empty() {
+        assert!(start.elapsed() < Duration::from_secs(30), "no recommendations call");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Paused: no more calls while the token is refused.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(api.calls("/v2/recs").len(), 1, "calls went on after the 401");
+    std::fs::write(&token_file, "new-token-2\n").unwrap();
+    Command::new("kill").args(["-HUP", &daemon.child.id().to_string()]).status().unwrap();
+    let (code, records, log) = daemon.stop_after(3, Duration::from_secs(60));
+    assert_eq!(code, 0, "{log}");
+    assert_eq!(by_id(&records).len(), 3);
+    let seen = api.seen();
+    assert_eq!(seen[0].token.as_deref(), Some("old-token-1"));
+    assert!(seen[1..].iter().all(|s| s.token.as_deref() == Some("new-token-2")));
+    assert!(log.contains("SIGHUP"), "the log says what to do: {log}");
+    assert!(!log.contains("old-token-1") && !log.contains("new-token-2"));
+}
