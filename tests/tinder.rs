@@ -452,3 +452,40 @@ fn with_on_unauthorized_wait_a_sighup_brings_the_new_token() {
     assert!(log.contains("SIGHUP"), "the log says what to do: {log}");
     assert!(!log.contains("old-token-1") && !log.contains("new-token-2"));
 }
+
+#[test]
+fn sighup_reloads_the_threshold_for_new_profiles() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = common::untrained_model(dir.path(), 64, true);
+    let api = Api::start();
+    api.push_recs(api.recs("v2_recs_core.json"));
+    let daemon = start_daemon(dir.path(), &model, &api, "", &[]);
+    let start = Instant::now();
+    while daemon.records().len() < 3 {
+        assert!(start.elapsed() < Duration::from_secs(60), "{}", daemon.stderr.lock().unwrap());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let config = dir.path().join("swipebot.toml");
+    let text = std::fs::read_to_string(&config).unwrap().replace("threshold = 0.0", "threshold = 1.0");
+    std::fs::write(&config, text).unwrap();
+    Command::new("kill").args(["-HUP", &daemon.child.id().to_string()]).status().unwrap();
+    while !daemon.stderr.lock().unwrap().contains("settings reloaded") {
+        assert!(start.elapsed() < Duration::from_secs(60), "{}", daemon.stderr.lock().unwrap());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // A second page of new people, decided with the new threshold.
+    let page = api.recs("v2_recs_core.json");
+    let body = String::from_utf8(page.body.clone()).unwrap().replace("\"_id\": \"0000", "\"_id\": \"1000");
+    api.push_recs(Reply::json(200, &body));
+    let (code, records, log) = daemon.stop_after(6, Duration::from_secs(60));
+    assert_eq!(code, 0, "{log}");
+    let r = by_id(&records);
+    for id in [U1, U2, U3] {
+        assert_eq!(r[id].threshold, 0.0);
+        let new = format!("1000{}", &id[4..]);
+        assert_eq!(r[&new].threshold, 1.0, "{new}");
+        assert_eq!(r[&new].decision, Decision::Pass, "{new}");
+    }
+    assert_eq!(api.calls("/pass/").len(), 3);
+    assert_eq!(api.calls("/like/").len(), 3);
+}
