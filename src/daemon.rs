@@ -450,6 +450,25 @@ fn count_decision(stats: &Stats, d: Decision) {
     stats.profiles.fetch_add(1, Ordering::Relaxed);
 }
 
+/// A journal record of a decision taken now with `live`'s threshold and model, not yet sent.
+fn new_record(ctx: &Context, live: &Live, profile_id: String, decision: Decision, scores: Vec<PhotoScore>) -> Record {
+    Record {
+        profile_id,
+        decision,
+        scores,
+        threshold: live.policy.threshold,
+        model_sha256: live.scoring.model_sha256().to_string(),
+        source: ctx.source.name().to_string(),
+        at: Utc::now(),
+        sent: false,
+        outcome: None,
+        error: None,
+        dry_run: ctx.dry_run,
+        resolved_after_restart: false,
+        mixed_pass: false,
+    }
+}
+
 /// A profile the source could not parse: journaled as a skip with the reason.
 async fn record_rejected(ctx: &Context, id: String, error: String) -> Result<(), DaemonError> {
     tracing::warn!(profile = %id, "bad profile skipped: {error}");
@@ -458,19 +477,8 @@ async fn record_rejected(ctx: &Context, id: String, error: String) -> Result<(),
     }
     let live = ctx.live.borrow().clone();
     let record = Record {
-        profile_id: id,
-        decision: Decision::Skip,
-        scores: vec![],
-        threshold: live.policy.threshold,
-        model_sha256: live.scoring.model_sha256().to_string(),
-        source: ctx.source.name().to_string(),
-        at: Utc::now(),
-        sent: false,
-        outcome: None,
         error: Some(error),
-        dry_run: ctx.dry_run,
-        resolved_after_restart: false,
-        mixed_pass: false,
+        ..new_record(ctx, &live, id, Decision::Skip, vec![])
     };
     ctx.journal(move |j| j.record(&record)).await?;
     count_decision(&ctx.stats, Decision::Skip);
@@ -555,19 +563,8 @@ async fn process(ctx: &Context, live: &Live, profile: Profile) {
         decision = Decision::Pass;
     }
     let mut record = Record {
-        profile_id: profile.id.clone(),
-        decision,
-        scores,
-        threshold: live.policy.threshold,
-        model_sha256: live.scoring.model_sha256().to_string(),
-        source: ctx.source.name().to_string(),
-        at: Utc::now(),
-        sent: false,
-        outcome: None,
-        error: None,
-        dry_run: ctx.dry_run,
-        resolved_after_restart: false,
         mixed_pass,
+        ..new_record(ctx, live, profile.id.clone(), decision, scores)
     };
     let best = policy::best_score(&record.scores);
     let photos = record.scores.len();

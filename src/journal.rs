@@ -192,7 +192,7 @@ impl Journal {
             .collect();
         // Keep only the unresolved intents, so the file does not grow without bound.
         let mut kept: Vec<&Record> = unresolved.values().collect();
-        kept.sort_by(|a, b| a.at.cmp(&b.at));
+        kept.sort_by_key(|r| r.at);
         let mut bytes = Vec::new();
         for r in kept {
             serde_json::to_writer(&mut bytes, r).expect("records serialise");
@@ -218,7 +218,7 @@ impl Journal {
     /// Intents found at open whose swipes were never acknowledged; the daemon resends them.
     pub fn take_unresolved(&mut self) -> Vec<Record> {
         let mut v: Vec<Record> = self.unresolved.drain().map(|(_, r)| r).collect();
-        v.sort_by(|a, b| a.at.cmp(&b.at));
+        v.sort_by_key(|r| r.at);
         v
     }
 

@@ -66,7 +66,7 @@ pub async fn fetch(
 }
 
 /// A reqwest error's text without the URL it repeats (the caller names the URL once).
-fn without_url(e: &reqwest::Error) -> String {
+pub fn without_url(e: &reqwest::Error) -> String {
     let kind = if e.is_timeout() {
         "timed out"
     } else if e.is_connect() {

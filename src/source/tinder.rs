@@ -303,7 +303,7 @@ impl TinderSource {
         loop {
             let result = self.http.get(url.clone()).headers(self.auth_headers()?).send().await;
             let retry_reason = match result {
-                Err(e) => format!("{what}: {}", describe(&e)),
+                Err(e) => format!("{what}: {}", photo::without_url(&e)),
                 Ok(response) => {
                     let status = response.status();
                     if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
@@ -320,7 +320,7 @@ impl TinderSource {
                         return Err(SourceError::Permanent(format!("{what}: HTTP {status}")));
                     } else {
                         match response.bytes().await {
-                            Err(e) => format!("{what}: {}", describe(&e)),
+                            Err(e) => format!("{what}: {}", photo::without_url(&e)),
                             Ok(body) => {
                                 return serde_json::from_slice(&body).map_err(|e| {
                                     SourceError::Transient(format!(
@@ -342,19 +342,6 @@ impl TinderSource {
             self.backoff(attempt).await;
             attempt += 1;
         }
-    }
-}
-
-/// A reqwest error in words, without the URL (callers name what they were doing).
-fn describe(e: &reqwest::Error) -> &'static str {
-    if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "connection failed"
-    } else if e.is_body() || e.is_decode() {
-        "body broken off"
-    } else {
-        "request failed"
     }
 }
 
