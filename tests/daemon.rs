@@ -417,7 +417,11 @@ fn the_token_never_reaches_check_config_or_help() {
             .output()
             .unwrap();
         assert!(out.status.success(), "{args:?}");
-        let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert!(!all.contains(token), "{args:?} printed the token");
     }
 }

@@ -30,10 +30,24 @@ struct Reply {
 
 impl Reply {
     fn json(status: u16, body: &str) -> Self {
-        Reply { status, content_type: "application/json", body: body.as_bytes().to_vec(), delay: Duration::ZERO, headers: vec![], declared_len: None }
+        Reply {
+            status,
+            content_type: "application/json",
+            body: body.as_bytes().to_vec(),
+            delay: Duration::ZERO,
+            headers: vec![],
+            declared_len: None,
+        }
     }
     fn image(body: Vec<u8>) -> Self {
-        Reply { status: 200, content_type: "image/jpeg", body, delay: Duration::ZERO, headers: vec![], declared_len: None }
+        Reply {
+            status: 200,
+            content_type: "image/jpeg",
+            body,
+            delay: Duration::ZERO,
+            headers: vec![],
+            declared_len: None,
+        }
     }
 }
 
@@ -101,7 +115,11 @@ impl Api {
     }
 
     fn calls(&self, prefix: &str) -> Vec<String> {
-        self.seen().into_iter().filter(|s| s.path.starts_with(prefix)).map(|s| s.path).collect()
+        self.seen()
+            .into_iter()
+            .filter(|s| s.path.starts_with(prefix))
+            .map(|s| s.path)
+            .collect()
     }
 }
 
@@ -126,17 +144,28 @@ fn serve(mut conn: TcpStream, state: &Mutex<State>) {
     }
     let reply = {
         let mut s = state.lock().unwrap();
-        s.seen.push(Seen { at: Instant::now(), path: path.clone(), token });
+        s.seen.push(Seen {
+            at: Instant::now(),
+            path: path.clone(),
+            token,
+        });
         if path.starts_with("/v2/recs/core") || path.starts_with("/user/recs") {
-            s.recs.pop_front().unwrap_or_else(|| Reply::json(200, &fixture("v2_recs_core_empty.json")))
+            s.recs
+                .pop_front()
+                .unwrap_or_else(|| Reply::json(200, &fixture("v2_recs_core_empty.json")))
         } else if path.starts_with("/like/") {
-            s.likes.pop_front().unwrap_or_else(|| Reply::json(200, &fixture("like.json")))
+            s.likes
+                .pop_front()
+                .unwrap_or_else(|| Reply::json(200, &fixture("like.json")))
         } else if path.starts_with("/pass/") {
             Reply::json(200, &fixture("pass.json"))
         } else if let Some(name) = path.strip_prefix("/photos/") {
             s.photos.get(name).cloned().unwrap_or_else(|| {
                 // Every other photo is a valid JPEG.
-                Reply::image(swipebot::synth::jpeg(&swipebot::synth::photo(true, 120, 120, name.len() as u64), 85))
+                Reply::image(swipebot::synth::jpeg(
+                    &swipebot::synth::photo(true, 120, 120, name.len() as u64),
+                    85,
+                ))
             })
         } else {
             Reply::json(404, "{}")
@@ -220,10 +249,18 @@ impl Daemon {
             if let Some(status) = self.child.try_wait().unwrap() {
                 panic!("daemon exited early ({status}): {}", self.stderr.lock().unwrap());
             }
-            assert!(start.elapsed() < limit, "only {} of {n} records after {limit:?}: {}", self.records().len(), self.stderr.lock().unwrap());
+            assert!(
+                start.elapsed() < limit,
+                "only {} of {n} records after {limit:?}: {}",
+                self.records().len(),
+                self.stderr.lock().unwrap()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
-        Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+        Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
         let code = wait(&mut self.child, Duration::from_secs(20));
         std::thread::sleep(Duration::from_millis(100));
         let log = self.stderr.lock().unwrap().clone();
@@ -248,7 +285,11 @@ fn wait(child: &mut Child, limit: Duration) -> i32 {
 fn by_id(records: &[Record]) -> HashMap<String, Record> {
     let mut m = HashMap::new();
     for r in records {
-        assert!(m.insert(r.profile_id.clone(), r.clone()).is_none(), "{} journaled twice", r.profile_id);
+        assert!(
+            m.insert(r.profile_id.clone(), r.clone()).is_none(),
+            "{} journaled twice",
+            r.profile_id
+        );
     }
     m
 }
@@ -271,7 +312,11 @@ fn assert_no_token_anywhere(dir: &Path, log: &str) {
             if p.is_dir() {
                 walk(&p);
             } else if let Ok(text) = std::fs::read(&p) {
-                assert!(!String::from_utf8_lossy(&text).contains(TOKEN), "the token leaked into {}", p.display());
+                assert!(
+                    !String::from_utf8_lossy(&text).contains(TOKEN),
+                    "the token leaked into {}",
+                    p.display()
+                );
             }
         }
     }
@@ -291,10 +336,19 @@ fn faulty_photos_are_ignored_likes_are_exact_and_recordings_replay_the_same() {
     // The 84x84 size is the nearest above the model's 64: the source must pick it.
     let p = |user: &str, n: u32| format!("{user}/84x84_000{}0000-0000-4000-8000-00000000000{n}.jpg", &user[23..]);
     let corrupt = Reply::image(b"\xFF\xD8\xFF\xE0 garbage garbage".to_vec());
-    let html = Reply { content_type: "text/html", ..Reply::json(200, "<html>Access denied</html>") };
-    let truncated = Reply { declared_len: Some(50_000), ..Reply::image(vec![0xFF; 300]) };
+    let html = Reply {
+        content_type: "text/html",
+        ..Reply::json(200, "<html>Access denied</html>")
+    };
+    let truncated = Reply {
+        declared_len: Some(50_000),
+        ..Reply::image(vec![0xFF; 300])
+    };
     let oversized = Reply::image(vec![0xFF; 300_000]);
-    let slow = Reply { delay: Duration::from_secs(3), ..Reply::image(vec![0xFF; 10]) };
+    let slow = Reply {
+        delay: Duration::from_secs(3),
+        ..Reply::image(vec![0xFF; 10])
+    };
     api.photo(&p(U1, 0), corrupt);
     api.photo(&p(U1, 1), html);
     api.photo(&p(U2, 0), truncated);
@@ -309,7 +363,12 @@ fn faulty_photos_are_ignored_likes_are_exact_and_recordings_replay_the_same() {
     assert_eq!(r[U1].decision, Decision::Like, "{:?}", r[U1]);
     let e1 = errors(&r[U1]).join(" | ");
     assert!(e1.contains("corrupt") && e1.contains("text/html"), "{e1}");
-    assert_eq!(r[U2].decision, Decision::Skip, "its only photo was truncated: {:?}", r[U2]);
+    assert_eq!(
+        r[U2].decision,
+        Decision::Skip,
+        "its only photo was truncated: {:?}",
+        r[U2]
+    );
     assert!(errors(&r[U2])[0].contains("body"), "{:?}", errors(&r[U2]));
     assert_eq!(r[U3].decision, Decision::Like);
     let e3 = errors(&r[U3]).join(" | ");
@@ -322,14 +381,28 @@ fn faulty_photos_are_ignored_likes_are_exact_and_recordings_replay_the_same() {
     assert!(api.calls("/pass/").is_empty());
     // Every request carried the token; photos were the 84x84 ones.
     let seen = api.seen();
-    assert!(seen.iter().all(|s| s.token.as_deref() == Some(TOKEN)), "a request without the token");
-    assert!(api.calls("/photos/").iter().all(|p| p.contains("/84x84_")), "{:?}", api.calls("/photos/"));
+    assert!(
+        seen.iter().all(|s| s.token.as_deref() == Some(TOKEN)),
+        "a request without the token"
+    );
+    assert!(
+        api.calls("/photos/").iter().all(|p| p.contains("/84x84_")),
+        "{:?}",
+        api.calls("/photos/")
+    );
     assert_no_token_anywhere(dir.path(), &log);
 
     // The recording replays to the same decisions.
     let recorded = dir.path().join("recorded");
     let out = Command::new(common::bin("swipebot"))
-        .args(["replay", recorded.to_str().unwrap(), "--model", model.to_str().unwrap(), "--threshold", "0"])
+        .args([
+            "replay",
+            recorded.to_str().unwrap(),
+            "--model",
+            model.to_str().unwrap(),
+            "--threshold",
+            "0",
+        ])
         .args(["--state-dir", dir.path().join("replayed").to_str().unwrap()])
         .output()
         .unwrap();
@@ -351,15 +424,25 @@ fn trouble_is_retried_and_rate_limits_are_waited_out_without_calls() {
     for status in [500, 502, 503] {
         api.push_recs(Reply::json(status, "{\"error\": \"outage\"}"));
     }
-    api.push_recs(Reply { headers: vec![("Retry-After", "2".into())], ..Reply::json(429, "{}") });
-    api.push_recs(Reply::json(200, "{\"data\": {\"results\": [ {\"type\": \"user\", \"user\": "));
+    api.push_recs(Reply {
+        headers: vec![("Retry-After", "2".into())],
+        ..Reply::json(429, "{}")
+    });
+    api.push_recs(Reply::json(
+        200,
+        "{\"data\": {\"results\": [ {\"type\": \"user\", \"user\": ",
+    ));
     api.push_recs(Reply::json(200, &fixture("v2_recs_rate_limited.json")));
     api.push_recs(Reply::json(200, &fixture("v2_recs_out_of_likes.json")));
     api.push_recs(Reply::json(200, &fixture("v2_recs_timeout.json")));
     api.push_recs(api.recs("v2_recs_core.json"));
     // The first like says: out of likes for 12 seconds from now.
     let until_instant = Instant::now() + Duration::from_secs(12);
-    let until_ms = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_millis() as u64 + 12_000;
+    let until_ms = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+        + 12_000;
     let limited = fixture("like_rate_limited.json").replace("1764403200000", &until_ms.to_string());
     api.state.lock().unwrap().likes.push_back(Reply::json(200, &limited));
     let daemon = start_daemon(dir.path(), &model, &api, "", &[]);
@@ -371,15 +454,24 @@ fn trouble_is_retried_and_rate_limits_are_waited_out_without_calls() {
     let recs: Vec<&Seen> = seen.iter().filter(|s| s.path.starts_with("/v2/recs")).collect();
     assert!(recs.len() >= 9, "{recs:?}");
     // The 429 (4th call) asked for 2 s: the next call came no sooner.
-    assert!(recs[4].at - recs[3].at >= Duration::from_millis(1900), "Retry-After was not honoured");
+    assert!(
+        recs[4].at - recs[3].at >= Duration::from_millis(1900),
+        "Retry-After was not honoured"
+    );
     // Rate limited in a 200 body, then out of likes: each waited rate_limit_wait_secs / out_of_likes_wait_secs.
     assert!(recs[6].at - recs[5].at >= Duration::from_millis(900));
     assert!(recs[7].at - recs[6].at >= Duration::from_millis(900));
     // After the rate-limited like, no like call until rate_limited_until.
     let likes: Vec<&Seen> = seen.iter().filter(|s| s.path.starts_with("/like/")).collect();
     assert!(likes.len() >= 2, "{likes:?}");
-    assert!(likes[0].at < until_instant, "the first like came before the limit's end");
-    assert!(likes[1].at >= until_instant - Duration::from_millis(50), "a like was sent before rate_limited_until");
+    assert!(
+        likes[0].at < until_instant,
+        "the first like came before the limit's end"
+    );
+    assert!(
+        likes[1].at >= until_instant - Duration::from_millis(50),
+        "a like was sent before rate_limited_until"
+    );
     assert!(log.contains("malformed JSON"), "the malformed body was logged");
     assert_no_token_anywhere(dir.path(), &log);
 }
@@ -390,7 +482,10 @@ fn placeholders_are_never_swiped_and_dry_run_never_swipes() {
     let model = common::untrained_model(dir.path(), 64, true);
     let api = Api::start();
     api.push_recs(api.recs("v1_recommended_users_with_one_limit_reached.json"));
-    let env = [("SWIPEBOT__SOURCE__DRY_RUN", "true"), ("SWIPEBOT__SOURCE__TINDER__API", "v1")];
+    let env = [
+        ("SWIPEBOT__SOURCE__DRY_RUN", "true"),
+        ("SWIPEBOT__SOURCE__TINDER__API", "v1"),
+    ];
     let daemon = start_daemon(dir.path(), &model, &api, "", &env);
     let (code, records, log) = daemon.stop_after(2, Duration::from_secs(60));
     assert_eq!(code, 0, "{log}");
@@ -398,7 +493,10 @@ fn placeholders_are_never_swiped_and_dry_run_never_swipes() {
     assert_eq!(r["user_2_id"].decision, Decision::Skip, "the placeholder is skipped");
     assert!(!r["user_2_id"].sent);
     assert!(r["user_1_id"].dry_run && !r["user_1_id"].sent, "{:?}", r["user_1_id"]);
-    assert!(api.calls("/like/").is_empty() && api.calls("/pass/").is_empty(), "dry run sent a swipe");
+    assert!(
+        api.calls("/like/").is_empty() && api.calls("/pass/").is_empty(),
+        "dry run sent a swipe"
+    );
     assert!(!api.calls("/user/recs").is_empty(), "the v1 endpoint was used");
     assert_no_token_anywhere(dir.path(), &log);
 }
@@ -442,7 +540,10 @@ fn with_on_unauthorized_wait_a_sighup_brings_the_new_token() {
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(api.calls("/v2/recs").len(), 1, "calls went on after the 401");
     std::fs::write(&token_file, "new-token-2\n").unwrap();
-    Command::new("kill").args(["-HUP", &daemon.child.id().to_string()]).status().unwrap();
+    Command::new("kill")
+        .args(["-HUP", &daemon.child.id().to_string()])
+        .status()
+        .unwrap();
     let (code, records, log) = daemon.stop_after(3, Duration::from_secs(60));
     assert_eq!(code, 0, "{log}");
     assert_eq!(by_id(&records).len(), 3);
@@ -462,20 +563,35 @@ fn sighup_reloads_the_threshold_for_new_profiles() {
     let daemon = start_daemon(dir.path(), &model, &api, "", &[]);
     let start = Instant::now();
     while daemon.records().len() < 3 {
-        assert!(start.elapsed() < Duration::from_secs(60), "{}", daemon.stderr.lock().unwrap());
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{}",
+            daemon.stderr.lock().unwrap()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     let config = dir.path().join("swipebot.toml");
-    let text = std::fs::read_to_string(&config).unwrap().replace("threshold = 0.0", "threshold = 1.0");
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("threshold = 0.0", "threshold = 1.0");
     std::fs::write(&config, text).unwrap();
-    Command::new("kill").args(["-HUP", &daemon.child.id().to_string()]).status().unwrap();
+    Command::new("kill")
+        .args(["-HUP", &daemon.child.id().to_string()])
+        .status()
+        .unwrap();
     while !daemon.stderr.lock().unwrap().contains("settings reloaded") {
-        assert!(start.elapsed() < Duration::from_secs(60), "{}", daemon.stderr.lock().unwrap());
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{}",
+            daemon.stderr.lock().unwrap()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     // A second page of new people, decided with the new threshold.
     let page = api.recs("v2_recs_core.json");
-    let body = String::from_utf8(page.body.clone()).unwrap().replace("\"_id\": \"0000", "\"_id\": \"1000");
+    let body = String::from_utf8(page.body.clone())
+        .unwrap()
+        .replace("\"_id\": \"0000", "\"_id\": \"1000");
     api.push_recs(Reply::json(200, &body));
     let (code, records, log) = daemon.stop_after(6, Duration::from_secs(60));
     assert_eq!(code, 0, "{log}");
