@@ -97,11 +97,7 @@ pub fn fingerprint(files: &[(PathBuf, usize)], recipe: &Recipe, limits: &Limits)
 /// The cache file for a recipe inside a cache folder: one file per square size and channel mode, so
 /// switching between grayscale and RGB does not throw the other away.
 pub fn file_for(dir: &Path, recipe: &Recipe) -> PathBuf {
-    let mode = if recipe.channels.count() == 1 {
-        "gray"
-    } else {
-        "rgb"
-    };
+    let mode = if recipe.channels.count() == 1 { "gray" } else { "rgb" };
     dir.join(format!("squares-{}-{mode}.bin", recipe.square))
 }
 
@@ -119,8 +115,7 @@ pub fn load_or_build(
         return Ok((dataset, CacheStatus::Reused));
     }
     let dataset = data::load(files, recipe, limits, threads);
-    write(path, &fp, recipe, &dataset)
-        .with_context(|| format!("writing the dataset cache {}", path.display()))?;
+    write(path, &fp, recipe, &dataset).with_context(|| format!("writing the dataset cache {}", path.display()))?;
     Ok((dataset, CacheStatus::Built))
 }
 
@@ -131,11 +126,7 @@ fn write(path: &Path, fp: &str, recipe: &Recipe, dataset: &Dataset) -> anyhow::R
         fingerprint: fp.to_string(),
         square: recipe.square,
         channels: recipe.channels.count(),
-        samples: dataset
-            .samples
-            .iter()
-            .map(|s| (s.path.clone(), s.label))
-            .collect(),
+        samples: dataset.samples.iter().map(|s| (s.path.clone(), s.label)).collect(),
         skipped: dataset
             .skipped
             .iter()
@@ -236,7 +227,10 @@ mod tests {
         assert_eq!(status, CacheStatus::Reused);
         assert_eq!(again.skipped.len(), 1, "the skip report survives the cache");
         for (a, b) in first.samples.iter().zip(&again.samples) {
-            assert_eq!((a.pixels.as_slice(), a.label, &a.path), (b.pixels.as_slice(), b.label, &b.path));
+            assert_eq!(
+                (a.pixels.as_slice(), a.label, &a.path),
+                (b.pixels.as_slice(), b.label, &b.path)
+            );
         }
 
         // Other settings: a cache of their own.

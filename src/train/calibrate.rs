@@ -71,10 +71,7 @@ impl Confusion {
 /// Two-class logits as the LIKE-minus-NOPE margin: softmax of `[nope, like] / T` gives
 /// `sigmoid(margin / T)` for LIKE.
 pub fn margins(logits: &[[f32; 2]]) -> Vec<f64> {
-    logits
-        .iter()
-        .map(|l| f64::from(l[1]) - f64::from(l[0]))
-        .collect()
+    logits.iter().map(|l| f64::from(l[1]) - f64::from(l[0])).collect()
 }
 
 fn sigmoid(x: f64) -> f64 {
@@ -102,20 +99,42 @@ pub fn nll(margins: &[f64], like: &[bool], t: f64) -> f64 {
         .map(|(m, &l)| {
             // -log sigmoid(z) = softplus(-z), computed stably.
             let z = if l { m / t } else { -m / t };
-            (-z).max(0.0) + (-z.abs()).exp().ln_1p()
+            softplus(-z)
         })
         .sum();
     sum / margins.len() as f64
 }
 
-/// The temperature minimising the validation NLL, searched in [0.05, 20] on a log scale. Returns 1
+fn softplus(x: f64) -> f64 {
+    x.max(0.0) + (-x.abs()).exp().ln_1p()
+}
+
+/// The temperature minimising the validation NLL, searched in [0.01, 100] on a log scale. Returns 1
 /// when there is nothing to fit (no validation data).
+///
+/// The targets are Platt's: `(n_like + 1) / (n_like + 2)` for LIKE and `1 / (n_nope + 2)` for NOPE
+/// instead of 1 and 0. A small validation split that the model separates perfectly would otherwise
+/// drive the temperature to zero, back to the 0-or-1 confidences of the original.
 pub fn fit_temperature(margins: &[f64], like: &[bool]) -> f64 {
     if margins.is_empty() {
         return 1.0;
     }
-    let f = |log_t: f64| nll(margins, like, log_t.exp());
-    let (mut a, mut b) = (0.05f64.ln(), 20f64.ln());
+    let n_like = like.iter().filter(|&&l| l).count() as f64;
+    let n_nope = like.len() as f64 - n_like;
+    let (t_like, t_nope) = ((n_like + 1.0) / (n_like + 2.0), 1.0 / (n_nope + 2.0));
+    let f = |log_t: f64| {
+        let t = log_t.exp();
+        margins
+            .iter()
+            .zip(like)
+            .map(|(m, &l)| {
+                let target = if l { t_like } else { t_nope };
+                let z = m / t;
+                target * softplus(-z) + (1.0 - target) * softplus(z)
+            })
+            .sum::<f64>()
+    };
+    let (mut a, mut b) = (0.01f64.ln(), 100f64.ln());
     let r = (5f64.sqrt() - 1.0) / 2.0;
     let mut c = b - r * (b - a);
     let mut d = a + r * (b - a);
@@ -248,6 +267,9 @@ mod tests {
         }
         let t = fit_temperature(&m, &like);
         assert!((t - 4.0).abs() < 0.4, "fitted temperature {t}");
+        // Perfectly separated scores keep a finite temperature.
+        let separable = fit_temperature(&[-3.0, -2.0, 2.0, 3.0], &[false, false, true, true]);
+        assert!(separable > 0.3 && separable < 3.0, "{separable}");
         assert!(nll(&m, &like, t) < nll(&m, &like, 1.0));
         let before = ece(&like_probabilities(&m, 1.0), &like, 15);
         let after = ece(&like_probabilities(&m, t), &like, 15);

@@ -105,8 +105,7 @@ impl Checkpoint {
 
     /// Writes the current weights, the momentum buffers and `state` (in that order).
     pub fn save(&self, vs: &VarStore, sgd: &Sgd, state: &State) -> anyhow::Result<()> {
-        std::fs::create_dir_all(&self.dir)
-            .with_context(|| format!("creating {}", self.dir.display()))?;
+        std::fs::create_dir_all(&self.dir).with_context(|| format!("creating {}", self.dir.display()))?;
         let weights = self.dir.join("weights.ot");
         vs.save(tmp(&weights))
             .with_context(|| format!("writing {}", weights.display()))?;
@@ -132,8 +131,7 @@ impl Checkpoint {
                 path.display()
             )
         })?;
-        let state: State = serde_json::from_slice(&bytes)
-            .with_context(|| format!("reading {}", path.display()))?;
+        let state: State = serde_json::from_slice(&bytes).with_context(|| format!("reading {}", path.display()))?;
         if &state.settings != settings {
             let (Some(old), Some(new)) = (state.settings.as_object(), settings.as_object()) else {
                 bail!("--resume: the checkpoint's settings are unreadable");
@@ -162,10 +160,7 @@ impl Checkpoint {
         vs.load(&weights)
             .with_context(|| format!("reading {}", weights.display()))?;
         let momentum = self.dir.join("momentum.ot");
-        sgd.load_state(
-            Tensor::load_multi(&momentum)
-                .with_context(|| format!("reading {}", momentum.display()))?,
-        )
+        sgd.load_state(Tensor::load_multi(&momentum).with_context(|| format!("reading {}", momentum.display()))?)
     }
 
     /// The weights of the best epoch, if one was saved.
@@ -197,11 +192,7 @@ pub fn restore(vs: &VarStore, snapshot: &[(String, Tensor)]) -> anyhow::Result<(
 /// A copy of every variable of `vs` (weights and normalisation), by name.
 pub fn snapshot(vs: &VarStore) -> Vec<(String, Tensor)> {
     tch::no_grad(|| {
-        let mut all: Vec<(String, Tensor)> = vs
-            .variables()
-            .into_iter()
-            .map(|(k, v)| (k, v.copy()))
-            .collect();
+        let mut all: Vec<(String, Tensor)> = vs.variables().into_iter().map(|(k, v)| (k, v.copy())).collect();
         all.sort_by(|a, b| a.0.cmp(&b.0));
         all
     })

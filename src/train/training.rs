@@ -155,3 +155,267 @@ pub fn evaluate(net: &GoogLeNet, samples: &[&Sample], recipe: &Recipe, batch_siz
     }
 }
 
+/// Balanced class weights for unbalanced folders: `n / (classes * n_c)` for each class, so every
+/// class weighs as much in the loss as if the folders were the same size.
+pub fn balanced_class_weights(labels: &[usize]) -> [f64; 2] {
+    let mut counts = [0usize; 2];
+    for &l in labels {
+        counts[l] += 1;
+    }
+    let n = labels.len() as f64;
+    counts.map(|c| if c == 0 { 0.0 } else { n / (2.0 * c as f64) })
+}
+
+/// Cross-entropy of `logits` against `labels`, weighted per class as PyTorch's
+/// `CrossEntropyLoss(weight=...)` does (weighted mean).
+pub fn loss(logits: &Tensor, labels: &Tensor, class_weights: Option<&Tensor>) -> Tensor {
+    match class_weights {
+        None => logits.cross_entropy_for_logits(labels),
+        Some(w) => {
+            let nll = -logits
+                .log_softmax(-1, Kind::Float)
+                .gather(1, &labels.unsqueeze(1), false)
+                .squeeze_dim(1);
+            let w = w.index_select(0, labels);
+            (nll * &w).sum(Kind::Float) / w.sum(Kind::Float)
+        }
+    }
+}
+
+/// The validation logits `[nope, like]` of `samples` (centre crops, evaluation mode).
+pub fn predict_logits(
+    net: &GoogLeNet,
+    samples: &[&Sample],
+    recipe: &Recipe,
+    batch_size: usize,
+    device: Device,
+) -> Vec<[f32; 2]> {
+    let mut out = Vec::with_capacity(samples.len());
+    tch::no_grad(|| {
+        for chunk in samples.chunks(batch_size.max(1)) {
+            let (x, _) = batch(chunk, recipe, None, device);
+            let logits = Vec::<f32>::try_from(
+                net.logits(&x, false)
+                    .to_device(Device::Cpu)
+                    .to_kind(Kind::Float)
+                    .flatten(0, -1),
+            )
+            .expect("float logits");
+            out.extend(logits.chunks_exact(2).map(|c| [c[0], c[1]]));
+        }
+    });
+    out
+}
+
+/// A seed for (seed, epoch, step): data order uses step 0, batch `s` of an epoch uses `s + 1`.
+fn mix(seed: u64, epoch: usize, step: usize) -> u64 {
+    let mut x =
+        seed ^ (epoch as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ (step as u64).wrapping_mul(0xc2b2_ae3d_27d4_eb4f);
+    // splitmix64 finaliser
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+/// The order of the training images in epoch `epoch` (0-based).
+pub fn epoch_order(len: usize, seed: u64, epoch: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..len).collect();
+    order.shuffle(&mut StdRng::seed_from_u64(mix(seed, epoch, 0)));
+    order
+}
+
+/// What the training loop tells the user interface.
+pub trait Observer {
+    /// Epoch `epoch` (1-based) of `epochs` starts at step `first` of `steps`.
+    fn epoch_start(&mut self, epoch: usize, epochs: usize, first: usize, steps: usize);
+    /// One step finished: its loss and the training images a second so far in this epoch.
+    fn step(&mut self, loss: f64, images_per_second: f64);
+    /// An epoch finished.
+    fn epoch_end(&mut self, report: &EpochReport, best: bool);
+}
+
+/// How [`fit`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FitEnd {
+    /// Every epoch ran.
+    Completed,
+    /// `stop` was raised (Ctrl-C): a checkpoint at the current step was written.
+    Interrupted,
+    /// The `stop_after` epochs of this invocation ran (a checkpoint was written).
+    Paused,
+}
+
+/// Where [`fit`] starts and what it may be told to do.
+pub struct FitControl<'a> {
+    /// The checkpoint folder (written at every epoch end and on interruption).
+    pub checkpoint: &'a Checkpoint,
+    /// Raised by the Ctrl-C handler; checked between steps.
+    pub stop: &'a AtomicBool,
+    /// End after this many epochs of this invocation (a hidden testing aid for `--resume`).
+    pub stop_after: Option<usize>,
+}
+
+/// Trains `net` (whose parameters live in `vs`) from `state` (fresh or loaded from a checkpoint),
+/// writing a checkpoint at every epoch end, and finally restores the weights of the best validation
+/// epoch (`best`, updated as epochs improve on it). `state` ends as the run's final state.
+#[allow(clippy::too_many_arguments)]
+pub fn fit(
+    vs: &nn::VarStore,
+    net: &GoogLeNet,
+    sgd: &mut Sgd,
+    train: &[&Sample],
+    val: &[&Sample],
+    recipe: &Recipe,
+    hyper: &Hyper,
+    state: &mut State,
+    best: &mut Option<Vec<(String, Tensor)>>,
+    control: &FitControl,
+    observer: &mut dyn Observer,
+) -> anyhow::Result<FitEnd> {
+    let device = vs.device();
+    let batch_size = hyper.batch_size.max(1);
+    let steps = train.len().div_ceil(batch_size).max(1);
+    let total = steps * hyper.epochs;
+    let weights = hyper
+        .class_weights
+        .map(|w| Tensor::from_slice(&w).to_kind(Kind::Float).to_device(device));
+    let mut epochs_run = 0;
+    let mut end = FitEnd::Completed;
+    while state.epoch < hyper.epochs {
+        let epoch = state.epoch;
+        let order = epoch_order(train.len(), hyper.seed, epoch);
+        let first = state.step;
+        observer.epoch_start(epoch + 1, hyper.epochs, first, steps);
+        let mut partial = state.partial;
+        let mut stopped_at = None;
+        std::thread::scope(|scope| -> anyhow::Result<()> {
+            // Batches are assembled on this thread while the step runs; two are kept ready.
+            let (tx, rx) = std::sync::mpsc::sync_channel::<(usize, Tensor, Tensor)>(2);
+            let order = &order;
+            scope.spawn(move || {
+                for step in first..steps {
+                    let chunk =
+                        &order[(step * batch_size).min(order.len())..((step + 1) * batch_size).min(order.len())];
+                    let picked: Vec<&Sample> = chunk.iter().map(|&i| train[i]).collect();
+                    let mut rng = StdRng::seed_from_u64(mix(hyper.seed, epoch, step + 1));
+                    let (x, y) = batch(&picked, recipe, Some(&mut rng), Device::Cpu);
+                    if tx.send((step, x, y)).is_err() {
+                        break;
+                    }
+                }
+            });
+            let started = Instant::now();
+            let seconds_before = partial.seconds;
+            let seen_before = partial.seen;
+            for (step, x, y) in rx.iter() {
+                if control.stop.load(Ordering::SeqCst) {
+                    stopped_at = Some(step);
+                    break;
+                }
+                if x.size()[0] == 0 {
+                    continue;
+                }
+                tch::manual_seed(mix(hyper.seed, epoch, step + 1) as i64 & i64::MAX);
+                let (x, y) = (x.to_device(device), y.to_device(device));
+                let logits = net.logits(&x, true);
+                let l = loss(&logits, &y, weights.as_ref());
+                let lr = hyper.lr_at(epoch * steps + step, total);
+                sgd.backward_step(&l, lr);
+                let value = l.double_value(&[]);
+                if !value.is_finite() {
+                    anyhow::bail!("training diverged at epoch {} (loss {value}): lower --lr", epoch + 1);
+                }
+                let n = y.size()[0] as usize;
+                partial.loss_sum += value * n as f64;
+                partial.correct +=
+                    tch::no_grad(|| logits.argmax(-1, false).eq_tensor(&y).sum(Kind::Int64).int64_value(&[]));
+                partial.seen += n;
+                let elapsed = started.elapsed().as_secs_f64();
+                partial.seconds = seconds_before + elapsed;
+                observer.step(value, (partial.seen - seen_before) as f64 / elapsed.max(1e-9));
+            }
+            drop(rx);
+            Ok(())
+        })?;
+        if let Some(step) = stopped_at {
+            state.step = step;
+            state.partial = partial;
+            control.checkpoint.save(vs, sgd, state)?;
+            end = FitEnd::Interrupted;
+            break;
+        }
+        let val_metrics = evaluate(net, val, recipe, batch_size, device);
+        let report = EpochReport {
+            epoch: epoch + 1,
+            train: Metrics {
+                loss: partial.loss_sum / partial.seen.max(1) as f64,
+                accuracy: partial.correct as f64 / partial.seen.max(1) as f64,
+            },
+            val: val_metrics,
+            lr: hyper.lr_at((epoch + 1) * steps - 1, total),
+            images_per_second: partial.seen as f64 / partial.seconds.max(1e-9),
+            seconds: partial.seconds,
+        };
+        let improved = state.best.is_none_or(|b| b.beaten_by(&report));
+        if improved {
+            let snap = checkpoint::snapshot(vs);
+            control.checkpoint.save_best(&snap)?;
+            *best = Some(snap);
+            state.best = Some(Best {
+                epoch: report.epoch,
+                val_accuracy: report.val.accuracy,
+                val_loss: report.val.loss,
+            });
+        }
+        state.history.push(report);
+        state.epoch += 1;
+        state.step = 0;
+        state.partial = Partial::default();
+        control.checkpoint.save(vs, sgd, state)?;
+        observer.epoch_end(&report, improved);
+        epochs_run += 1;
+        if control.stop.load(Ordering::SeqCst) {
+            end = FitEnd::Interrupted;
+            break;
+        }
+        if control.stop_after.is_some_and(|n| epochs_run >= n) && state.epoch < hyper.epochs {
+            end = FitEnd::Paused;
+            break;
+        }
+    }
+    if let Some(snap) = best.as_ref() {
+        checkpoint::restore(vs, snap)?;
+    }
+    Ok(end)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_schedule_steps_down_every_third_of_the_iterations() {
+        let h = Hyper::default();
+        assert_eq!(h.lr_at(0, 300), 0.01);
+        assert!((h.lr_at(99, 300) - 0.001).abs() < 1e-12);
+        assert!((h.lr_at(200, 300) - 0.0001).abs() < 1e-12);
+    }
+
+    #[test]
+    fn split_is_stratified_deterministic_and_complete() {
+        let labels: Vec<usize> = (0..100).map(|i| usize::from(i % 4 == 0)).collect();
+        let (t, v) = split(&labels, 0.15, 9);
+        assert_eq!((t.clone(), v.clone()), split(&labels, 0.15, 9));
+        assert_eq!(t.len() + v.len(), 100);
+        assert_eq!(v.iter().filter(|&&i| labels[i] == 1).count(), 4); // 15% of 25
+        assert_eq!(v.iter().filter(|&&i| labels[i] == 0).count(), 11); // 15% of 75
+        assert_ne!(epoch_order(10, 1, 0), epoch_order(10, 1, 1));
+        assert_eq!(epoch_order(10, 1, 3), epoch_order(10, 1, 3));
+    }
+
+    #[test]
+    fn balanced_weights_equalise_the_classes() {
+        let w = balanced_class_weights(&[0, 0, 0, 1]);
+        assert_eq!(w, [4.0 / 6.0, 2.0]);
+    }
+}

@@ -1,0 +1,113 @@
+//! Training throughput of the GoogLeNet in Rust (tch) against PyTorch in Python, side by side: the
+//! same libtorch build (the `torch` wheel), network, input size, batch, thread count, loss and
+//! optimizer. Also the data pipeline's own rates: decoding into the cache and assembling batches.
+//!
+//! `cargo bench -p swipebot-train --bench train_throughput [-- SIZE [ITERS [BATCH]]]`
+//! (defaults 112, 5, 32). Not a timed test: it prints figures for the README.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Instant;
+
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use swipebot::vision::preprocess::{Channels, Limits, Recipe};
+use swipebot_train::data::{self, Sample};
+use swipebot_train::model::{GoogLeNet, NetShape};
+use swipebot_train::sgd::Sgd;
+use swipebot_train::training;
+use tch::{nn, Device, Kind, Tensor};
+
+fn arg(n: usize, default: usize) -> usize {
+    std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .nth(n)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(default)
+}
+
+fn main() {
+    let size = arg(0, 112);
+    let iters = arg(1, 5);
+    let batch = arg(2, 32);
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    tch::set_num_threads(threads as i32);
+    let recipe = Recipe::for_input(size as u32, Channels::Rgb);
+    println!(
+        "GoogLeNet training step, input {size}x{size}x3, batch {batch}, {threads} threads, {iters} timed iterations"
+    );
+
+    // Data pipeline: decode a synthetic folder into squares (all cores), then assemble batches.
+    let dir = tempfile::tempdir().unwrap();
+    swipebot::synth::write_dataset(dir.path(), 64, 320, 1).unwrap();
+    let files = data::scan(dir.path()).unwrap();
+    let t = Instant::now();
+    let dataset = data::load(&files, &recipe, &Limits::default(), threads);
+    let decode = files.len() as f64 / t.elapsed().as_secs_f64();
+    let samples: Vec<&Sample> = dataset.samples.iter().collect();
+    let mut rng = StdRng::seed_from_u64(1);
+    let t = Instant::now();
+    let mut assembled = 0;
+    while t.elapsed().as_secs_f64() < 1.0 {
+        let (x, _) = training::batch(
+            &samples[..batch.min(samples.len())],
+            &recipe,
+            Some(&mut rng),
+            Device::Cpu,
+        );
+        assembled += x.size()[0] as usize;
+    }
+    let assemble = assembled as f64 / t.elapsed().as_secs_f64();
+    println!("data pipeline: decode+resize {decode:.0} images/s ({threads} threads), batch assembly from the cache {assemble:.0} images/s (one thread)");
+
+    // Rust: the training step `train` runs (batches come from another thread, so they cost nothing here).
+    tch::manual_seed(0);
+    let vs = nn::VarStore::new(Device::Cpu);
+    let shape = NetShape {
+        input_size: size as i64,
+        channels: 3,
+        classes: 2,
+    };
+    let mut net = GoogLeNet::new(&vs.root(), shape);
+    net.set_normalization(&vec![127.0; 3 * size * size], &[1.0 / 64.0; 3]);
+    let mut sgd = Sgd::new(&vs, 0.9, 2e-4);
+    let x = Tensor::rand([batch as i64, 3, size as i64, size as i64], (Kind::Float, Device::Cpu)) * 255.0;
+    let y = Tensor::randint(2, [batch as i64], (Kind::Int64, Device::Cpu));
+    let mut step = || {
+        let loss = training::loss(&net.logits(&x, true), &y, None);
+        sgd.backward_step(&loss, 0.01);
+        loss.double_value(&[])
+    };
+    step();
+    let t = Instant::now();
+    for _ in 0..iters {
+        step();
+    }
+    let rust = (iters * batch) as f64 / t.elapsed().as_secs_f64();
+    println!("rust (tch)        {rust:8.2} images/s");
+
+    // PyTorch, same wheel.
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let python = std::env::var_os("VIRTUAL_ENV")
+        .map(|v| PathBuf::from(v).join("bin/python"))
+        .unwrap_or_else(|| root.join(".venv/bin/python"));
+    let out = Command::new(&python)
+        .arg(root.join("benches/train_baseline.py"))
+        .args(["--size", &size.to_string(), "--batch", &batch.to_string()])
+        .args(["--iters", &iters.to_string(), "--threads", &threads.to_string()])
+        .output()
+        .expect("running the PyTorch baseline");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let torch: Option<f64> = text
+        .lines()
+        .find_map(|l| l.strip_prefix("pytorch images/s "))
+        .and_then(|v| v.trim().parse().ok());
+    match torch {
+        Some(torch) => {
+            println!("pytorch (python)  {torch:8.2} images/s");
+            println!("rust / pytorch    {:8.2}x", rust / torch);
+        }
+        None => println!("pytorch baseline failed: {}", String::from_utf8_lossy(&out.stderr)),
+    }
+}
