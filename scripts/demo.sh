@@ -13,6 +13,6 @@ rm -rf "$out/state"
 mkdir -p "$out"
 [ -d "$out/profiles" ] || target/debug/swipebot demo-data --out "$out" --per-class "${DEMO_PER_CLASS:-120}" --profiles "${DEMO_PROFILES:-40}"
 target/debug/train --data "$out/dataset" --out "$out/model.onnx" --input-size 64 --grayscale \
-  --epochs "${DEMO_EPOCHS:-8}" --batch-size 16
+  --epochs "${DEMO_EPOCHS:-12}" --batch-size 16
 target/debug/swipebot replay "$out/profiles" --model "$out/model.onnx" --state-dir "$out/state"
 echo "journal: $out/state/decisions.jsonl"

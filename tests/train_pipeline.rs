@@ -146,24 +146,35 @@ fn trains_to_high_accuracy_and_exports_a_calibrated_model_with_its_threshold() {
         assert_eq!(pair[1] >= threshold, i % 2 == 1, "photo {i}: {pair:?}");
     }
 
-    // `swipebot score` decides with the model's threshold (when the workspace built the binary).
+    // `swipebot score` decides with the model's threshold. The binary belongs to the root package:
+    // `cargo test --workspace` (the README's test command) builds it next to `train`.
     let swipebot = common::bin("train").with_file_name("swipebot");
-    if swipebot.exists() {
-        let out = Command::new(&swipebot)
-            .args(["score", "--json", "--model", s(&model)])
-            .args(&photos)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        for line in String::from_utf8_lossy(&out.stdout).lines() {
-            let v: serde_json::Value = serde_json::from_str(line).unwrap();
-            assert_eq!(v["threshold"].as_f64().unwrap() as f32, threshold);
-        }
-    } else {
-        eprintln!(
-            "note: {} not built (cargo test --workspace builds it); checked through the scorer only",
-            swipebot.display()
+    assert!(
+        swipebot.exists(),
+        "{} is missing: run the tests with `cargo test --workspace`",
+        swipebot.display()
+    );
+    let out = Command::new(&swipebot)
+        .args(["score", "--json", "--model", s(&model)])
+        .args(&photos)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), photos.len());
+    for (i, v) in lines.iter().enumerate() {
+        assert_eq!(v["threshold"].as_f64().unwrap() as f32, threshold);
+        let like = v["score"].as_f64().unwrap() as f32;
+        assert!(
+            (like - got[2 * i + 1]).abs() <= 1e-4,
+            "score {v} vs scorer {}",
+            got[2 * i + 1]
         );
+        let decision = if i % 2 == 1 { "like" } else { "pass" };
+        assert_eq!(v["decision"], decision, "{v}");
     }
 
     // A second run reuses the dataset cache.

@@ -141,6 +141,9 @@ impl Scorer {
             .with_intra_threads(options.intra_threads.max(1))
             .map_err(|e| invalid(&e))?
             .with_inter_threads(1)
+            .map_err(|e| invalid(&e))?
+            // Idle intra-op threads would otherwise spin for CPU that photo decoding needs.
+            .with_intra_op_spinning(false)
             .map_err(|e| invalid(&e))?;
         let mut device = Device::Cpu;
         if options.device == Device::Cuda {
