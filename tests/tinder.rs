@@ -74,7 +74,7 @@ struct Api {
 }
 
 fn fixture(name: &str) -> String {
-    let path = common::repo_root().join("../shared/fixtures/tinder-api").join(name);
+    let path = common::repo_root().join("tests/fixtures/tinder-api").join(name);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 

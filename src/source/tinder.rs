@@ -452,7 +452,7 @@ mod tests {
     use super::*;
 
     fn fixture(name: &str) -> Value {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/tinder-api");
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tinder-api");
         let text = std::fs::read_to_string(dir.join(name)).unwrap_or_else(|e| panic!("fixture {name}: {e}"));
         serde_json::from_str(&text).unwrap()
     }
