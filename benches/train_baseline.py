@@ -1,6 +1,7 @@
 """PyTorch side of `cargo bench -p swipebot-train --bench train_throughput`: the same GoogLeNet
 (BVLC deploy layout, LRN, ceil-mode pooling, input normalisation), the same input size, batch,
 thread count, loss and optimizer (SGD, momentum 0.9, weight decay 2e-4), timed the same way.
+`--channels-last` puts weights and input in the NHWC layout, as `train` does.
 Prints one line: `pytorch images/s <value>`."""
 
 import argparse
@@ -77,12 +78,16 @@ def main():
     p.add_argument("--iters", type=int, default=5)
     p.add_argument("--threads", type=int, default=torch.get_num_threads())
     p.add_argument("--channels", type=int, default=3)
+    p.add_argument("--channels-last", action="store_true", help="NHWC layout for weights and input")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     net = GoogLeNet(a.channels, a.size).train()
-    opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, weight_decay=2e-4)
     x = torch.rand(a.batch, a.channels, a.size, a.size) * 255
+    if a.channels_last:
+        net = net.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, weight_decay=2e-4)
     y = torch.randint(0, 2, (a.batch,))
 
     def step():

@@ -3,7 +3,7 @@
 //! optimizer. Also the data pipeline's own rates: decoding into the cache and assembling batches.
 //!
 //! `cargo bench -p swipebot-train --bench train_throughput [-- SIZE [ITERS [BATCH]]]`
-//! (defaults 112, 5, 32). Not a timed test: it prints figures for the README.
+//! (defaults 112, 10, 32). Not a timed test: it prints figures for the README.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -29,7 +29,7 @@ fn arg(n: usize, default: usize) -> usize {
 
 fn main() {
     let size = arg(0, 112);
-    let iters = arg(1, 5);
+    let iters = arg(1, 10);
     let batch = arg(2, 32);
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     tch::set_num_threads(threads as i32);
@@ -85,29 +85,33 @@ fn main() {
         step();
     }
     let rust = (iters * batch) as f64 / t.elapsed().as_secs_f64();
-    println!("rust (tch)        {rust:8.2} images/s");
+    println!("{:<26}{rust:8.2} images/s", "rust (tch, channels-last)");
 
     // PyTorch, same wheel.
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
     let python = std::env::var_os("VIRTUAL_ENV")
         .map(|v| PathBuf::from(v).join("bin/python"))
         .unwrap_or_else(|| root.join(".venv/bin/python"));
-    let out = Command::new(&python)
-        .arg(root.join("benches/train_baseline.py"))
-        .args(["--size", &size.to_string(), "--batch", &batch.to_string()])
-        .args(["--iters", &iters.to_string(), "--threads", &threads.to_string()])
-        .output()
-        .expect("running the PyTorch baseline");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let torch: Option<f64> = text
-        .lines()
-        .find_map(|l| l.strip_prefix("pytorch images/s "))
-        .and_then(|v| v.trim().parse().ok());
-    match torch {
-        Some(torch) => {
-            println!("pytorch (python)  {torch:8.2} images/s");
-            println!("rust / pytorch    {:8.2}x", rust / torch);
+    // The default layout, as a typical script runs it, then channels-last, as `train` runs it.
+    for (label, extra) in [
+        ("pytorch (python)", None),
+        ("pytorch channels-last", Some("--channels-last")),
+    ] {
+        let out = Command::new(&python)
+            .arg(root.join("benches/train_baseline.py"))
+            .args(["--size", &size.to_string(), "--batch", &batch.to_string()])
+            .args(["--iters", &iters.to_string(), "--threads", &threads.to_string()])
+            .args(extra)
+            .output()
+            .expect("running the PyTorch baseline");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let torch: Option<f64> = text
+            .lines()
+            .find_map(|l| l.strip_prefix("pytorch images/s "))
+            .and_then(|v| v.trim().parse().ok());
+        match torch {
+            Some(torch) => println!("{label:<26}{torch:8.2} images/s   rust / this {:5.2}x", rust / torch),
+            None => println!("{label}: baseline failed: {}", String::from_utf8_lossy(&out.stderr)),
         }
-        None => println!("pytorch baseline failed: {}", String::from_utf8_lossy(&out.stderr)),
     }
 }

@@ -223,7 +223,11 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     }
     let device = match args.device.as_str() {
         "cpu" => tch::Device::Cpu,
-        "cuda" if tch::Cuda::is_available() => tch::Device::Cuda(0),
+        "cuda" if tch::Cuda::is_available() => {
+            // cuDNN picks the fastest convolution algorithm for each shape (fixed here) once.
+            tch::Cuda::cudnn_set_benchmark(true);
+            tch::Device::Cuda(0)
+        }
         "cuda" => bail!("--device cuda: libtorch sees no CUDA device (is this a GPU host with the CUDA torch wheel?)"),
         other => bail!("--device must be `cpu` or `cuda`, got `{other}`"),
     };

@@ -63,7 +63,18 @@ fn conv(path: nn::Path, input: i64, out: i64, kernel: i64, stride: i64, pad: i64
         bs_init: CONV_BIAS,
         ..Default::default()
     };
-    nn::conv2d(path, input, out, kernel, config)
+    let mut c = nn::conv2d(path, input, out, kernel, config);
+    // The variable keeps its identity (the var store and the optimizer share it); only its layout changes.
+    tch::no_grad(|| c.ws.set_data(&channels_last(&c.ws)));
+    c
+}
+
+/// The same `[N, C, H, W]` tensor with channels-last (NHWC) strides. libtorch's convolutions (oneDNN
+/// on the CPU, cuDNN on CUDA) run faster on this layout: the same training step at input 224 went
+/// from about 8.5 to 12 images/s on the 2-core CPU (README, performance). Shape and values are
+/// unchanged; a tensor that is already channels-last is returned without a copy.
+pub fn channels_last(x: &Tensor) -> Tensor {
+    x.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2])
 }
 
 impl GoogLeNet {
@@ -144,7 +155,7 @@ impl GoogLeNet {
 
     /// Logits for a batch of raw pixels `[N, C, S, S]` in 0..=255; `train` enables dropout.
     pub fn logits(&self, pixels: &Tensor, train: bool) -> Tensor {
-        let mut x = (pixels - &self.mean) * &self.scale;
+        let mut x = (channels_last(pixels) - &self.mean) * &self.scale;
         for block in &self.blocks {
             x = match block {
                 Block::Conv(c) => c.forward(&x).relu(),
@@ -198,6 +209,39 @@ pub fn lrn(x: &Tensor, p: &Lrn) -> Tensor {
 mod tests {
     use super::*;
     use tch::Device;
+
+    /// The convolution weights live channels-last in the var store (what the optimizer updates and
+    /// checkpoints save), and `channels_last` changes strides, never values.
+    #[test]
+    fn weights_and_inputs_are_channels_last() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let shape = NetShape {
+            input_size: 64,
+            channels: 3,
+            classes: 2,
+        };
+        let _net = GoogLeNet::new(&vs.root(), shape);
+        let convs: Vec<_> = vs
+            .variables()
+            .into_iter()
+            .filter(|(name, t)| t.dim() == 4 && name.ends_with("weight"))
+            .collect();
+        assert!(convs.len() > 50, "{} convolution weights", convs.len());
+        for (name, t) in convs {
+            assert_eq!(
+                t.stride()[1],
+                1,
+                "{name} is not channels-last: strides {:?}",
+                t.stride()
+            );
+            assert!(t.requires_grad(), "{name} lost its gradient");
+        }
+        let x = Tensor::randn([2, 3, 5, 4], (Kind::Float, Device::Cpu));
+        let y = channels_last(&x);
+        assert_eq!(y.size(), x.size());
+        assert_eq!(y.stride(), vec![60, 1, 12, 3]);
+        assert!(y.equal(&x));
+    }
 
     #[test]
     fn lrn_matches_a_direct_computation() {
