@@ -126,7 +126,9 @@ impl Api {
 fn serve(mut conn: TcpStream, state: &Mutex<State>) {
     let mut reader = BufReader::new(conn.try_clone().unwrap());
     let mut request_line = String::new();
-    if reader.read_line(&mut request_line).is_err() {
+    // A connection closed before its request line (a client that timed out while connecting under
+    // load) is no request: nothing to record.
+    if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
         return;
     }
     let path = request_line.split_whitespace().nth(1).unwrap_or("/").to_string();
@@ -381,10 +383,12 @@ fn faulty_photos_are_ignored_likes_are_exact_and_recordings_replay_the_same() {
     assert!(api.calls("/pass/").is_empty());
     // Every request carried the token; photos were the 84x84 ones.
     let seen = api.seen();
-    assert!(
-        seen.iter().all(|s| s.token.as_deref() == Some(TOKEN)),
-        "a request without the token"
-    );
+    let without: Vec<&str> = seen
+        .iter()
+        .filter(|s| s.token.as_deref() != Some(TOKEN))
+        .map(|s| s.path.as_str())
+        .collect();
+    assert!(without.is_empty(), "requests without the token: {without:?}");
     assert!(
         api.calls("/photos/").iter().all(|p| p.contains("/84x84_")),
         "{:?}",
