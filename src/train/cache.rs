@@ -18,7 +18,7 @@ use swipebot::vision::preprocess::{Limits, Recipe, FILTER};
 /// The first bytes of every cache file.
 const MAGIC: &[u8; 8] = b"SWBCACHE";
 /// Bumped whenever the layout or the preprocessing code changes meaningfully.
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 /// Name of the default cache folder, inside the data folder (the class scan never looks there).
 pub const DEFAULT_DIR: &str = ".swipebot-cache";
 

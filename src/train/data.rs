@@ -147,7 +147,7 @@ pub fn load(files: &[(PathBuf, usize)], recipe: &Recipe, limits: &Limits, thread
 
 fn load_one(path: &Path, recipe: &Recipe, limits: &Limits) -> Result<Vec<u8>, String> {
     let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
-    let image = preprocess::decode(&bytes, limits).map_err(|e| e.to_string())?;
+    let image = preprocess::decode(&bytes, limits, recipe.channels).map_err(|e| e.to_string())?;
     Ok(preprocess::square_pixels(&image, recipe))
 }
 

@@ -11,13 +11,18 @@ use std::io::Cursor;
 
 use fast_image_resize::images::{Image, ImageRef};
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
+use image::metadata::Orientation;
 use image::{DynamicImage, ImageDecoder, ImageReader};
+use zune_core::bytestream::ZCursor;
+use zune_core::colorspace::ColorSpace;
+use zune_core::options::DecoderOptions;
 
 /// How many colour channels the model reads: the original recipe used grayscale.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Channels {
-    /// One channel, luma.
+    /// One channel: ITU-R BT.601 luma, the Y that JPEG stores and that Pillow's `L` mode (which the
+    /// original experiment's DIGITS used) computes from RGB.
     Gray,
     /// Three channels, red, green and blue.
     Rgb,
@@ -158,14 +163,21 @@ pub enum PreprocessError {
     Empty,
 }
 
-/// Decodes an encoded image within `limits`, with its EXIF orientation applied.
-pub fn decode(bytes: &[u8], limits: &Limits) -> Result<DynamicImage, PreprocessError> {
+/// Decodes an encoded image within `limits`, with its EXIF orientation applied, for a model that
+/// reads `channels`. For grayscale, a YCbCr or grayscale JPEG is decoded straight to its luma plane:
+/// the decoder skips the colour planes and the colour conversion, which halves the cost of a photo.
+pub fn decode(bytes: &[u8], limits: &Limits, channels: Channels) -> Result<DynamicImage, PreprocessError> {
     let len = bytes.len() as u64;
     if len > limits.max_bytes {
         return Err(PreprocessError::TooManyBytes {
             bytes: len,
             max: limits.max_bytes,
         });
+    }
+    if channels == Channels::Gray && bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
+        if let Some(image) = decode_jpeg_luma(bytes, limits)? {
+            return Ok(image);
+        }
     }
     let reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
@@ -177,6 +189,22 @@ pub fn decode(bytes: &[u8], limits: &Limits) -> Result<DynamicImage, PreprocessE
         .into_decoder()
         .map_err(|e| PreprocessError::Corrupt(e.to_string()))?;
     let (width, height) = decoder.dimensions();
+    check_dimensions(width, height, limits)?;
+    let mut image_limits = image::Limits::default();
+    // Eight bytes a pixel covers 16-bit RGBA, the widest layout these formats decode to, plus slack.
+    image_limits.max_alloc = Some(limits.max_pixels.saturating_mul(8).saturating_add(1 << 20));
+    decoder
+        .set_limits(image_limits)
+        .map_err(|e| PreprocessError::Corrupt(e.to_string()))?;
+    // A broken EXIF block must not cost the photo: fall back to no rotation.
+    let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
+    let mut image = DynamicImage::from_decoder(decoder).map_err(|e| PreprocessError::Corrupt(e.to_string()))?;
+    image.apply_orientation(orientation);
+    Ok(image)
+}
+
+/// Rejects an empty image or one over the pixel limit, before any pixel is decoded.
+fn check_dimensions(width: u32, height: u32, limits: &Limits) -> Result<(), PreprocessError> {
     if width == 0 || height == 0 {
         return Err(PreprocessError::Empty);
     }
@@ -187,19 +215,39 @@ pub fn decode(bytes: &[u8], limits: &Limits) -> Result<DynamicImage, PreprocessE
             max: limits.max_pixels,
         });
     }
-    let mut image_limits = image::Limits::default();
-    // Eight bytes a pixel covers 16-bit RGBA, the widest layout these formats decode to, plus slack.
-    image_limits.max_alloc = Some(limits.max_pixels.saturating_mul(8).saturating_add(1 << 20));
-    decoder
-        .set_limits(image_limits)
-        .map_err(|e| PreprocessError::Corrupt(e.to_string()))?;
-    // A broken EXIF block must not cost the photo: fall back to no rotation.
+    Ok(())
+}
+
+/// A JPEG decoded to its luma plane (with the decoder settings the image crate uses), or `None` when
+/// its colour space has no luma plane to take (CMYK, YCCK, Adobe RGB): the caller then decodes to
+/// RGB and converts.
+fn decode_jpeg_luma(bytes: &[u8], limits: &Limits) -> Result<Option<DynamicImage>, PreprocessError> {
+    let corrupt = |e: zune_jpeg::errors::DecodeErrors| PreprocessError::Corrupt(e.to_string());
+    let options = DecoderOptions::default()
+        .set_strict_mode(false)
+        .set_max_width(usize::MAX)
+        .set_max_height(usize::MAX);
+    let mut decoder = zune_jpeg::JpegDecoder::new_with_options(ZCursor::new(bytes), options);
+    decoder.decode_headers().map_err(corrupt)?;
+    let (Some((width, height)), Some(space)) = (decoder.dimensions(), decoder.input_colorspace()) else {
+        return Ok(None);
+    };
+    let (width, height) = (width as u32, height as u32);
+    check_dimensions(width, height, limits)?;
+    if !matches!(space, ColorSpace::YCbCr | ColorSpace::Luma) {
+        return Ok(None);
+    }
+    decoder.set_options(decoder.options().jpeg_set_out_colorspace(ColorSpace::Luma));
     let orientation = decoder
-        .orientation()
-        .unwrap_or(image::metadata::Orientation::NoTransforms);
-    let mut image = DynamicImage::from_decoder(decoder).map_err(|e| PreprocessError::Corrupt(e.to_string()))?;
+        .exif()
+        .and_then(|exif| Orientation::from_exif_chunk(exif))
+        .unwrap_or(Orientation::NoTransforms);
+    let pixels = decoder.decode().map_err(corrupt)?;
+    let gray = image::GrayImage::from_raw(width, height, pixels)
+        .ok_or_else(|| PreprocessError::Corrupt("the decoder returned fewer pixels than the image has".into()))?;
+    let mut image = DynamicImage::ImageLuma8(gray);
     image.apply_orientation(orientation);
-    Ok(image)
+    Ok(Some(image))
 }
 
 /// Converts to the recipe's channels and resizes the central square to `square` x `square`.
@@ -210,11 +258,13 @@ pub fn square_pixels(image: &DynamicImage, recipe: &Recipe) -> Vec<u8> {
     // L8); convert only when needed.
     let (buffer, pixel_type) = match (recipe.channels, image) {
         (Channels::Gray, DynamicImage::ImageLuma8(gray)) => (Cow::Borrowed(gray.as_raw().as_slice()), PixelType::U8),
-        (Channels::Gray, DynamicImage::ImageRgb8(rgb)) => match luma_coefficients(image) {
-            Some(coefficients) => (Cow::Owned(rgb_to_luma(rgb.as_raw(), coefficients)), PixelType::U8),
-            None => (Cow::Owned(image.to_luma8().into_raw()), PixelType::U8),
-        },
-        (Channels::Gray, _) => (Cow::Owned(image.to_luma8().into_raw()), PixelType::U8),
+        // Already one channel (with alpha or 16 bits): no colour to mix.
+        (
+            Channels::Gray,
+            DynamicImage::ImageLumaA8(_) | DynamicImage::ImageLuma16(_) | DynamicImage::ImageLumaA16(_),
+        ) => (Cow::Owned(image.to_luma8().into_raw()), PixelType::U8),
+        (Channels::Gray, DynamicImage::ImageRgb8(rgb)) => (Cow::Owned(rgb_to_luma(rgb.as_raw())), PixelType::U8),
+        (Channels::Gray, _) => (Cow::Owned(rgb_to_luma(image.to_rgb8().as_raw())), PixelType::U8),
         (Channels::Rgb, DynamicImage::ImageRgb8(rgb)) => (Cow::Borrowed(rgb.as_raw().as_slice()), PixelType::U8x3),
         (Channels::Rgb, _) => (Cow::Owned(image.to_rgb8().into_raw()), PixelType::U8x3),
     };
@@ -230,61 +280,14 @@ pub fn square_pixels(image: &DynamicImage, recipe: &Recipe) -> Vec<u8> {
     dst.into_vec()
 }
 
-/// The weights `DynamicImage::to_luma8` gives red, green and blue in this image's colour space,
-/// read back exactly by converting unit primaries in float (`None` if the colour space is one the
-/// conversion cannot be probed in; the caller then falls back to `to_luma8`).
-fn luma_coefficients(image: &DynamicImage) -> Option<[f32; 3]> {
-    let primaries = vec![1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0];
-    let mut probe = DynamicImage::ImageRgb32F(image::Rgb32FImage::from_raw(3, 1, primaries)?);
-    probe.set_color_space(image.color_space()).ok()?;
-    let luma = probe.to_luma32f().into_raw();
-    let coefficients = [luma[0], luma[1], luma[2]];
-    coefficients.iter().all(|c| c.is_finite()).then_some(coefficients)
-}
-
-/// `acc + a * b` exactly as the image crate computes it: fused where its build fuses it.
-#[inline(always)]
-fn multiply_accumulate(acc: f32, a: f32, b: f32) -> f32 {
-    #[cfg(any(
-        all(any(target_arch = "x86", target_arch = "x86_64"), target_feature = "fma"),
-        all(target_arch = "aarch64", target_feature = "neon")
-    ))]
-    {
-        a.mul_add(b, acc)
-    }
-    #[cfg(not(any(
-        all(any(target_arch = "x86", target_arch = "x86_64"), target_feature = "fma"),
-        all(target_arch = "aarch64", target_feature = "neon")
-    )))]
-    {
-        acc + a * b
-    }
-}
-
-/// `x.round() as u8` (half away from zero, saturating, NaN to 0) without the `roundf` call, so
-/// that the loop around it vectorises.
-#[inline(always)]
-fn round_to_u8(x: f32) -> u8 {
-    // NaN stays NaN through `clamp` and truncates to 0, as `as u8` would give.
-    let x = x.clamp(0.0, 255.0);
-    let whole = x as u32;
-    // Exact: `whole` is `x` truncated, so the difference needs no rounding.
-    let fraction = x - whole as f32;
-    (whole + u32::from(fraction >= 0.5)) as u8
-}
-
-/// Interleaved RGB8 to luma, bit for bit what `DynamicImage::to_luma8` computes (each component
-/// expanded to 0..=1, weighted sum with the colour space's coefficients, scaled and rounded), in a
-/// single pass the compiler vectorises instead of the crate's generic colour-space path.
-fn rgb_to_luma(rgb: &[u8], [kr, kg, kb]: [f32; 3]) -> Vec<u8> {
-    const UNIT: f32 = 1.0 / u8::MAX as f32;
+/// Interleaved RGB8 to ITU-R BT.601 luma in 16-bit fixed point, rounded: the formula of Pillow's
+/// `L` mode, and the Y a JPEG encoder stores, so that every format gives the same gray for the same
+/// colour as a luma-decoded JPEG.
+fn rgb_to_luma(rgb: &[u8]) -> Vec<u8> {
     rgb.chunks_exact(3)
         .map(|p| {
-            let mut luma = 0.0;
-            luma = multiply_accumulate(luma, f32::from(p[0]) * UNIT, kr);
-            luma = multiply_accumulate(luma, f32::from(p[1]) * UNIT, kg);
-            luma = multiply_accumulate(luma, f32::from(p[2]) * UNIT, kb);
-            round_to_u8(luma * f32::from(u8::MAX))
+            let y = 19595 * u32::from(p[0]) + 38470 * u32::from(p[1]) + 7471 * u32::from(p[2]) + 0x8000;
+            (y >> 16) as u8
         })
         .collect()
 }
@@ -320,7 +323,7 @@ pub fn centre_offset(recipe: &Recipe) -> u32 {
 
 /// The whole inference path: encoded bytes to one planar network input (centre crop), appended to `out`.
 pub fn prepare(bytes: &[u8], recipe: &Recipe, limits: &Limits, out: &mut Vec<f32>) -> Result<(), PreprocessError> {
-    let image = decode(bytes, limits)?;
+    let image = decode(bytes, limits, recipe.channels)?;
     let square = square_pixels(&image, recipe);
     let offset = centre_offset(recipe);
     crop_to_tensor(&square, recipe, offset, offset, false, out);
@@ -395,89 +398,117 @@ mod tests {
         assert_eq!(out, vec![10.0, 9.0, 14.0, 13.0]);
     }
 
+    fn jpeg(width: u32, height: u32, f: impl Fn(u32, u32) -> [u8; 3]) -> Vec<u8> {
+        let img = RgbImage::from_fn(width, height, |x, y| Rgb(f(x, y)));
+        let mut bytes = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, 90)
+            .write_image(img.as_raw(), width, height, image::ExtendedColorType::Rgb8)
+            .unwrap();
+        bytes
+    }
+
     #[test]
     fn corrupt_unknown_and_oversized_inputs_are_errors() {
         let limits = Limits::default();
-        assert_eq!(decode(b"", &limits).unwrap_err(), PreprocessError::UnknownFormat);
-        assert_eq!(
-            decode(b"<html>nope</html>", &limits).unwrap_err(),
-            PreprocessError::UnknownFormat
-        );
-        let mut truncated = png(64, 64, |x, y| [x as u8, y as u8, 0]);
-        truncated.truncate(truncated.len() / 2);
-        assert!(matches!(decode(&truncated, &limits), Err(PreprocessError::Corrupt(_))));
-        let big = png(100, 100, |_, _| [1, 2, 3]);
-        let small = Limits {
-            max_bytes: 10,
-            max_pixels: 1_000_000,
-        };
-        assert!(matches!(
-            decode(&big, &small),
-            Err(PreprocessError::TooManyBytes { .. })
-        ));
-        let few = Limits {
-            max_bytes: 1 << 20,
-            max_pixels: 5_000,
-        };
-        assert!(matches!(
-            decode(&big, &few),
-            Err(PreprocessError::TooManyPixels {
-                width: 100,
-                height: 100,
-                ..
-            })
-        ));
-    }
-
-    #[test]
-    fn fast_luma_matches_the_image_crate_for_every_colour() {
-        // All 2^24 RGB colours, one per pixel: the shortcut must be bit for bit `to_luma8`.
-        let all = RgbImage::from_fn(4096, 4096, |x, y| {
-            let i = y * 4096 + x;
-            Rgb([(i >> 16) as u8, (i >> 8) as u8, i as u8])
-        });
-        let image = DynamicImage::ImageRgb8(all);
-        let coefficients = luma_coefficients(&image).expect("sRGB can be probed");
-        let fast = rgb_to_luma(image.as_rgb8().unwrap().as_raw(), coefficients);
-        let reference = image.to_luma8().into_raw();
-        let differ = fast.iter().zip(&reference).filter(|(a, b)| a != b).count();
-        assert_eq!(differ, 0, "{differ} colours differ from to_luma8");
-    }
-
-    #[test]
-    fn rounding_matches_round_as_u8() {
-        let edges = [
-            f32::NAN,
-            f32::INFINITY,
-            f32::NEG_INFINITY,
-            -1.0,
-            -0.5,
-            -0.0,
-            0.0,
-            0.49999997,
-            0.5,
-            0.50000006,
-            1.5,
-            2.5,
-            254.49998,
-            254.5,
-            255.0,
-            255.49998,
-            255.5,
-            256.0,
-            1e10,
-        ];
-        // Every f32 from -2 to 258 in steps of 2^-12, plus the edges.
-        let steps = (0..(260 << 12)).map(|i| -2.0 + i as f32 / 4096.0);
-        for x in edges.into_iter().chain(steps) {
-            assert_eq!(round_to_u8(x), x.round() as u8, "{x}");
+        // Both channel modes: grayscale JPEGs take their own decoding path.
+        for channels in [Channels::Gray, Channels::Rgb] {
+            assert_eq!(
+                decode(b"", &limits, channels).unwrap_err(),
+                PreprocessError::UnknownFormat
+            );
+            assert_eq!(
+                decode(b"<html>nope</html>", &limits, channels).unwrap_err(),
+                PreprocessError::UnknownFormat
+            );
+            let mut truncated = png(64, 64, |x, y| [x as u8, y as u8, 0]);
+            truncated.truncate(truncated.len() / 2);
+            assert!(matches!(
+                decode(&truncated, &limits, channels),
+                Err(PreprocessError::Corrupt(_))
+            ));
+            let garbage = b"\xFF\xD8\xFF\xE0 garbage garbage garbage";
+            assert!(
+                matches!(decode(garbage, &limits, channels), Err(PreprocessError::Corrupt(_))),
+                "{channels:?}"
+            );
+            for big in [png(100, 100, |_, _| [1, 2, 3]), jpeg(100, 100, |_, _| [1, 2, 3])] {
+                let small = Limits {
+                    max_bytes: 10,
+                    max_pixels: 1_000_000,
+                };
+                assert!(matches!(
+                    decode(&big, &small, channels),
+                    Err(PreprocessError::TooManyBytes { .. })
+                ));
+                let few = Limits {
+                    max_bytes: 1 << 20,
+                    max_pixels: 5_000,
+                };
+                assert!(matches!(
+                    decode(&big, &few, channels),
+                    Err(PreprocessError::TooManyPixels {
+                        width: 100,
+                        height: 100,
+                        ..
+                    })
+                ));
+            }
         }
     }
 
     #[test]
+    fn gray_is_bt601_luma() {
+        // Pillow's `L` values for these colours: round(0.299 R + 0.587 G + 0.114 B).
+        let colours = [
+            ([255, 0, 0], 76),
+            ([0, 255, 0], 150),
+            ([0, 0, 255], 29),
+            ([128, 64, 32], 79),
+            ([255, 255, 255], 255),
+            ([0, 0, 0], 0),
+        ];
+        for (rgb, luma) in colours {
+            let image = decode(&png(8, 8, |_, _| rgb), &Limits::default(), Channels::Gray).unwrap();
+            let recipe = Recipe {
+                square: 4,
+                crop: 4,
+                channels: Channels::Gray,
+            };
+            assert_eq!(square_pixels(&image, &recipe), vec![luma; 16], "{rgb:?}");
+        }
+    }
+
+    #[test]
+    fn a_gray_jpeg_decodes_to_its_luma_plane_like_rgb_then_conversion() {
+        // A colourful gradient (no channel near 0 or 255, where the RGB decode would clip): chroma is
+        // subsampled and discarded by the luma path, yet the result is the luma of the RGB decode
+        // within the rounding of the decoders' colour conversion.
+        let bytes = jpeg(96, 64, |x, y| [(40 + x) as u8, (40 + 2 * y) as u8, (200 - x - y) as u8]);
+        let fast = decode(&bytes, &Limits::default(), Channels::Gray).unwrap();
+        let DynamicImage::ImageLuma8(fast) = fast else {
+            panic!("the grayscale JPEG path was not taken: {:?}", fast.color());
+        };
+        let rgb = decode(&bytes, &Limits::default(), Channels::Rgb).unwrap().to_rgb8();
+        let slow = rgb_to_luma(rgb.as_raw());
+        let diffs: Vec<i32> = fast
+            .as_raw()
+            .iter()
+            .zip(&slow)
+            .map(|(&a, &b)| (i32::from(a) - i32::from(b)).abs())
+            .collect();
+        let worst = diffs.iter().max().copied().unwrap();
+        let mean = diffs.iter().sum::<i32>() as f64 / diffs.len() as f64;
+        assert!(
+            worst <= 3 && mean < 1.0,
+            "luma plane vs RGB then BT.601: worst {worst}, mean {mean}"
+        );
+    }
+
+    #[test]
     fn square_pixels_keep_the_generic_conversions() {
-        // The borrowed and shortcut paths give what converting with the image crate gives.
+        // The borrowed and shortcut paths give what the generic conversions give.
         let rgb = RgbImage::from_fn(40, 30, |x, y| Rgb([(x * 6) as u8, (y * 8) as u8, ((x + y) * 3) as u8]));
+        let luma = image::GrayImage::from_raw(40, 30, rgb_to_luma(rgb.as_raw())).unwrap();
         let image = DynamicImage::ImageRgb8(rgb);
         for channels in [Channels::Gray, Channels::Rgb] {
             let recipe = Recipe {
@@ -485,27 +516,25 @@ mod tests {
                 crop: 12,
                 channels,
             };
-            let via_crate = match channels {
-                Channels::Gray => DynamicImage::ImageLuma8(image.to_luma8()),
-                Channels::Rgb => DynamicImage::ImageRgba8(image.to_rgba8()),
+            let expected = match channels {
+                Channels::Gray => square_pixels(&DynamicImage::ImageLuma8(luma.clone()), &recipe),
+                Channels::Rgb => square_pixels(&DynamicImage::ImageRgba8(image.to_rgba8()), &recipe),
             };
-            // RGBA takes the generic path (convert, then resize); luma is already in place.
-            let expected = square_pixels(&via_crate, &recipe);
             assert_eq!(square_pixels(&image, &recipe), expected, "{channels:?}");
+            // RGBA takes the generic path (convert, then resize).
+            let rgba = DynamicImage::ImageRgba8(image.to_rgba8());
+            assert_eq!(square_pixels(&rgba, &recipe), expected, "{channels:?} from RGBA");
         }
     }
 
     #[test]
     fn exif_orientation_is_applied() {
-        // A 2x1 JPEG rotated by EXIF orientation 6 (90 degrees clockwise) decodes as 1x2.
-        let img = RgbImage::from_fn(16, 8, |_, _| Rgb([200, 10, 10]));
-        let mut jpeg = Vec::new();
-        image::codecs::jpeg::JpegEncoder::new(&mut jpeg)
-            .write_image(img.as_raw(), 16, 8, image::ExtendedColorType::Rgb8)
-            .unwrap();
-        let tagged = with_exif_orientation(&jpeg, 6);
-        let decoded = decode(&tagged, &Limits::default()).unwrap();
-        assert_eq!((decoded.width(), decoded.height()), (8, 16));
+        // A 16x8 JPEG rotated by EXIF orientation 6 (90 degrees clockwise) decodes as 8x16.
+        let tagged = with_exif_orientation(&jpeg(16, 8, |_, _| [200, 10, 10]), 6);
+        for channels in [Channels::Gray, Channels::Rgb] {
+            let decoded = decode(&tagged, &Limits::default(), channels).unwrap();
+            assert_eq!((decoded.width(), decoded.height()), (8, 16), "{channels:?}");
+        }
     }
 
     /// Inserts an APP1 EXIF segment holding only an orientation tag right after the SOI marker.
