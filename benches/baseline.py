@@ -56,6 +56,11 @@ def main():
     p.add_argument("--square", type=int, default=256)
     p.add_argument("--crop", type=int, default=224)
     p.add_argument("--serve", action="store_true", help="time one run per command read on stdin")
+    p.add_argument(
+        "--only",
+        choices=("full",),
+        help="run the full pipeline once and nothing else (no tensors kept): for measuring memory",
+    )
     args = p.parse_args()
 
     paths = sorted(
@@ -85,6 +90,10 @@ def main():
     def decode_only():
         for q in paths:
             prepare(q, args.channels, args.square, args.crop)
+
+    if args.only == "full":
+        pipeline()
+        return
 
     tensors = [
         np.stack([prepare(q, args.channels, args.square, args.crop) for q in paths[s : s + args.batch]])

@@ -3,6 +3,10 @@
 //! tensors, side by side in one run. The pipeline should keep the scorer busy: the ratio is the share
 //! of the scorer's rate the daemon achieves.
 //!
+//! Memory: the peak resident set of the real `swipebot replay` process on the same profiles, against
+//! the Python baseline (`benches/baseline.py --only full`: Pillow + onnxruntime scoring the same photos
+//! batch after batch) run right after it; both read from `/proc/PID/status` (`VmHWM`).
+//!
 //! `cargo bench --bench replay [-- --profiles N --photos K --threads T --batch B --input S]`
 
 use std::path::{Path, PathBuf};
@@ -91,6 +95,8 @@ fn main() {
 
     // Recorded profiles with 640x800 JPEG photos.
     let profiles = dir.path().join("profiles");
+    let flat = dir.path().join("photos");
+    std::fs::create_dir_all(&flat).unwrap();
     let mut photos = Vec::new();
     for p in 0..args.profiles {
         let pdir = profiles.join(format!("{p:04}"));
@@ -103,6 +109,7 @@ fn main() {
             );
             let name = format!("{k}.jpg");
             std::fs::write(pdir.join(&name), &bytes).unwrap();
+            std::fs::write(flat.join(format!("{p:04}-{k}.jpg")), &bytes).unwrap();
             photos.push(bytes);
             names.push(name);
         }
@@ -179,4 +186,83 @@ fn main() {
         "  replay / pure inference:                   {:8.2}x",
         photos_rate / pure
     );
+
+    // Peak memory of the real daemon process against the Python baseline on the same photos.
+    let config = dir.path().join("bench.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[runtime]\nintra_threads = {}\nbatch_size = {}\n",
+            args.threads, args.batch
+        ),
+    )
+    .unwrap();
+    let mut daemon = Command::new(env!("CARGO_BIN_EXE_swipebot"));
+    daemon
+        .arg("replay")
+        .arg(&profiles)
+        .arg("--config")
+        .arg(&config)
+        .arg("--model")
+        .arg(&model)
+        .arg("--state-dir")
+        .arg(dir.path().join("state-memory"));
+    let rust_kib = peak_rss_kib(&mut daemon);
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let python = std::env::var_os("VIRTUAL_ENV")
+        .map(|v| PathBuf::from(v).join("bin/python"))
+        .unwrap_or_else(|| root.join(".venv/bin/python"));
+    let mut baseline = Command::new(python);
+    baseline
+        .arg(root.join("benches/baseline.py"))
+        .args(["--model", model.to_str().unwrap(), "--photos", flat.to_str().unwrap()])
+        .args([
+            "--threads",
+            &args.threads.to_string(),
+            "--batch",
+            &args.batch.to_string(),
+        ])
+        .args([
+            "--square",
+            &(args.input * 8).div_ceil(7).to_string(),
+            "--crop",
+            &args.input.to_string(),
+        ])
+        .args(["--only", "full"]);
+    let python_kib = peak_rss_kib(&mut baseline);
+    println!(
+        "  peak memory: swipebot replay {:.0} MiB, Python Pillow+onnxruntime {:.0} MiB, ratio {:.2}x",
+        rust_kib as f64 / 1024.0,
+        python_kib as f64 / 1024.0,
+        rust_kib as f64 / python_kib as f64
+    );
+}
+
+/// Runs `command` to completion (output discarded) and returns its peak resident set in KiB, read
+/// from `VmHWM` in `/proc/PID/status` while it runs (the kernel keeps the high-water mark, so the
+/// last reading before exit is the peak).
+fn peak_rss_kib(command: &mut Command) -> u64 {
+    let mut child = command
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("starting the process");
+    let status_path = format!("/proc/{}/status", child.id());
+    let mut peak = 0;
+    loop {
+        if let Ok(text) = std::fs::read_to_string(&status_path) {
+            if let Some(kib) = text
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            {
+                peak = peak.max(kib);
+            }
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "{command:?} failed: {status}");
+            return peak;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
 }
