@@ -65,8 +65,9 @@ pub fn run(config: PathBuf, log_format: Option<LogFormat>) -> ExitCode {
 
 /// `swipebot replay DIR`: the config file (or defaults) with the command line's overrides.
 pub fn replay(args: ReplayArgs) -> ExitCode {
+    // Validated once the command line has completed it: the file need not name a replay folder.
     let mut settings = match &args.config {
-        Some(path) => match Settings::load(path) {
+        Some(path) => match Settings::read(path) {
             Ok(s) => s,
             Err(e) => return config_error(&e),
         },

@@ -345,6 +345,15 @@ impl Settings {
     /// Loads `path` with environment overrides, resolves relative paths against the file's folder,
     /// and validates every value.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let settings = Self::read(path)?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// [`Settings::load`] without the validation, for callers that complete the settings first
+    /// (`swipebot replay DIR` sets the source from its arguments) and then call
+    /// [`Settings::validate`] themselves. Unknown keys and values of the wrong type are still errors.
+    pub fn read(path: &Path) -> Result<Self, ConfigError> {
         let load_err = |message: String| ConfigError::Load {
             path: path.to_path_buf(),
             message,
@@ -365,7 +374,6 @@ impl Settings {
         let mut settings: Settings = built.try_deserialize().map_err(|e| load_err(e.to_string()))?;
         let base = path.parent().unwrap_or(Path::new("."));
         settings.resolve_paths(base);
-        settings.validate()?;
         Ok(settings)
     }
 

@@ -289,7 +289,11 @@ impl Daemon {
             tracing::warn!("SIGHUP: no config file to reload (started without --config)");
             return;
         };
-        let fresh = match Settings::load(path) {
+        // The source is not reloaded: keep the running one (replay's comes from the command line).
+        let fresh = match Settings::read(path).and_then(|mut s| {
+            s.source = self.settings.source.clone();
+            s.validate().map(|()| s)
+        }) {
             Ok(s) => s,
             Err(e) => return tracing::error!("SIGHUP: keeping the running settings: {e}"),
         };

@@ -439,6 +439,24 @@ fn the_documented_config_file_is_valid() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
+/// `swipebot replay DIR --config FILE` takes its source from the command line: a config file that names
+/// no replay folder (one written for another source, or tuning only) is completed, then validated.
+#[test]
+fn replay_with_a_config_file_that_names_no_replay_folder() {
+    let s = Setup::new(4);
+    let state = s.state("state");
+    let config = s.dir.path().join("tuning.toml");
+    std::fs::write(&config, "[runtime]\nintra_threads = 1\nbatch_size = 4\n").unwrap();
+    let out = s.replay(&state, &["--config", config.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(records_by_id(&state).len(), expected_profiles(&s));
+    // Still validated: a bad value in that file stops it with exit code 78.
+    std::fs::write(&config, "[runtime]\nintra_threads = 0\n").unwrap();
+    let out = s.replay(&s.state("other"), &["--config", config.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(78));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("runtime.intra_threads"));
+}
+
 #[test]
 fn json_logs_have_one_decision_line_per_profile() {
     let s = Setup::new(6);
