@@ -90,6 +90,13 @@ pub fn like_probabilities(margins: &[f64], t: f64) -> Vec<f64> {
 
 /// Mean negative log-likelihood of the labels at temperature `t`.
 pub fn nll(margins: &[f64], like: &[bool], t: f64) -> f64 {
+    mean_cross_entropy(margins, like, t, (1.0, 0.0))
+}
+
+/// Mean cross-entropy of the LIKE probabilities `sigmoid(margin / t)` against the target `targets.0`
+/// for a LIKE and `targets.1` for a NOPE (1 and 0: the negative log-likelihood), computed stably
+/// through `-log sigmoid(z) = softplus(-z)`. 0 when there is nothing to average.
+fn mean_cross_entropy(margins: &[f64], like: &[bool], t: f64, (t_like, t_nope): (f64, f64)) -> f64 {
     if margins.is_empty() {
         return 0.0;
     }
@@ -97,9 +104,9 @@ pub fn nll(margins: &[f64], like: &[bool], t: f64) -> f64 {
         .iter()
         .zip(like)
         .map(|(m, &l)| {
-            // -log sigmoid(z) = softplus(-z), computed stably.
-            let z = if l { m / t } else { -m / t };
-            softplus(-z)
+            let target = if l { t_like } else { t_nope };
+            let z = m / t;
+            target * softplus(-z) + (1.0 - target) * softplus(z)
         })
         .sum();
     sum / margins.len() as f64
@@ -121,19 +128,8 @@ pub fn fit_temperature(margins: &[f64], like: &[bool]) -> f64 {
     }
     let n_like = like.iter().filter(|&&l| l).count() as f64;
     let n_nope = like.len() as f64 - n_like;
-    let (t_like, t_nope) = ((n_like + 1.0) / (n_like + 2.0), 1.0 / (n_nope + 2.0));
-    let f = |log_t: f64| {
-        let t = log_t.exp();
-        margins
-            .iter()
-            .zip(like)
-            .map(|(m, &l)| {
-                let target = if l { t_like } else { t_nope };
-                let z = m / t;
-                target * softplus(-z) + (1.0 - target) * softplus(z)
-            })
-            .sum::<f64>()
-    };
+    let targets = ((n_like + 1.0) / (n_like + 2.0), 1.0 / (n_nope + 2.0));
+    let f = |log_t: f64| mean_cross_entropy(margins, like, log_t.exp(), targets);
     let (mut a, mut b) = (0.01f64.ln(), 100f64.ln());
     let r = (5f64.sqrt() - 1.0) / 2.0;
     let mut c = b - r * (b - a);

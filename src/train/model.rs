@@ -71,7 +71,7 @@ fn conv(path: nn::Path, input: i64, out: i64, kernel: i64, stride: i64, pad: i64
 
 /// The same `[N, C, H, W]` tensor with channels-last (NHWC) strides. libtorch's convolutions (oneDNN
 /// on the CPU, cuDNN on CUDA) run faster on this layout: the same training step at input 224 went
-/// from about 8.5 to 12 images/s on the 2-core CPU (README, performance). Shape and values are
+/// from 7.7 to 12.9 images/s on the 2-core CPU (README, performance). Shape and values are
 /// unchanged; a tensor that is already channels-last is returned without a copy.
 pub fn channels_last(x: &Tensor) -> Tensor {
     x.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2])
