@@ -78,7 +78,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 fn main() {
     let args = parse_args();
     let dir = tempfile::tempdir().unwrap();
-    swipebot::synth::write_dataset(&dir.path().join("data"), 2, 96, 3).unwrap();
+    swipebot_core::synth::write_dataset(&dir.path().join("data"), 2, 96, 3).unwrap();
     let model = dir.path().join("model.onnx");
     let status = Command::new(train_binary())
         .args([
@@ -103,8 +103,8 @@ fn main() {
         std::fs::create_dir_all(&pdir).unwrap();
         let mut names = Vec::new();
         for k in 0..args.photos {
-            let bytes = swipebot::synth::jpeg(
-                &swipebot::synth::photo((p + k) % 2 == 0, 640, 800, (p * 100 + k) as u64),
+            let bytes = swipebot_core::synth::jpeg(
+                &swipebot_core::synth::photo((p + k) % 2 == 0, 640, 800, (p * 100 + k) as u64),
                 90,
             );
             let name = format!("{k}.jpg");

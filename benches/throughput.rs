@@ -22,7 +22,7 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::Instant;
 
 use swipebot::vision::batch::score_all;
-use swipebot::vision::preprocess::{self, Channels, Limits, Recipe};
+use swipebot_core::preprocess::{self, Channels, Limits, Recipe};
 use swipebot::vision::scorer::{Scorer, ScorerOptions};
 
 /// Photo geometry and JPEG quality of the benchmark folder.
@@ -139,8 +139,8 @@ fn photo_folder(cache: &Path, count: usize) -> Result<Vec<PathBuf>, String> {
     if !paths.iter().all(|p| p.is_file()) {
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         for (i, path) in paths.iter().enumerate() {
-            let img = swipebot::synth::photo(i % 2 == 0, WIDTH, HEIGHT, 1000 + i as u64);
-            std::fs::write(path, swipebot::synth::jpeg(&img, QUALITY))
+            let img = swipebot_core::synth::photo(i % 2 == 0, WIDTH, HEIGHT, 1000 + i as u64);
+            std::fs::write(path, swipebot_core::synth::jpeg(&img, QUALITY))
                 .map_err(|e| format!("{}: {e}", path.display()))?;
         }
     }
@@ -159,7 +159,7 @@ fn model(cache: &Path, target: &Path, channels: Channels) -> Result<PathBuf, Str
     }
     let train = train_binary(target)?;
     let data = tempfile::tempdir().map_err(|e| e.to_string())?;
-    swipebot::synth::write_dataset(data.path(), 4, 64, 7).map_err(|e| e.to_string())?;
+    swipebot_core::synth::write_dataset(data.path(), 4, 64, 7).map_err(|e| e.to_string())?;
     let mut cmd = Command::new(&train);
     cmd.arg("--data").arg(data.path()).arg("--out").arg(&path).args([
         "--epochs",

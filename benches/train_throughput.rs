@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use rand::rngs::StdRng;
 use rand::SeedableRng;
-use swipebot::vision::preprocess::{Channels, Limits, Recipe};
+use swipebot_core::preprocess::{Channels, Limits, Recipe};
 use swipebot_train::data::{self, Sample};
 use swipebot_train::model::{GoogLeNet, NetShape};
 use swipebot_train::sgd::Sgd;
@@ -40,7 +40,7 @@ fn main() {
 
     // Data pipeline: decode a synthetic folder into squares (all cores), then assemble batches.
     let dir = tempfile::tempdir().unwrap();
-    swipebot::synth::write_dataset(dir.path(), 64, 320, 1).unwrap();
+    swipebot_core::synth::write_dataset(dir.path(), 64, 320, 1).unwrap();
     let files = data::scan(dir.path()).unwrap();
     let t = Instant::now();
     let dataset = data::load(&files, &recipe, &Limits::default(), threads);

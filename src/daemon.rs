@@ -22,7 +22,7 @@ use crate::policy::{self, Policy};
 use crate::profile::{Decision, PhotoScore, Profile, SwipeOutcome};
 use crate::shutdown::Shutdown;
 use crate::source::{Candidates, ProfileSource, SourceError};
-use crate::vision::preprocess::Limits;
+use swipebot_core::preprocess::Limits;
 use crate::vision::scorer::{ScorerError, ScorerOptions};
 use crate::vision::service::ScoringService;
 
@@ -301,7 +301,7 @@ impl Daemon {
         let same_model = fresh.model.path == self.settings.model.path
             && std::fs::read(&fresh.model.path)
                 .ok()
-                .map(|b| crate::model_info::sha256_hex(&b))
+                .map(|b| swipebot_core::model_info::sha256_hex(&b))
                 .as_deref()
                 == Some(current.scoring.model_sha256());
         let scoring = if same_model {

@@ -6,7 +6,7 @@ use std::path::Path;
 use serde_json::json;
 
 use crate::source::replay::PROFILE_FILE;
-use crate::synth;
+use swipebot_core::synth;
 
 /// Sizes of the generated material.
 #[derive(Debug, Clone, Copy)]

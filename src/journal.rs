@@ -198,7 +198,7 @@ impl Journal {
             serde_json::to_writer(&mut bytes, r).expect("records serialise");
             bytes.push(b'\n');
         }
-        crate::fsutil::write_atomic(&pending_path, &bytes).map_err(io_err(&pending_path))?;
+        swipebot_core::fsutil::write_atomic(&pending_path, &bytes).map_err(io_err(&pending_path))?;
         decided.extend(unresolved.keys().cloned());
         Ok(Journal {
             decisions: open_append(&decisions_path)?,

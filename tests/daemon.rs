@@ -91,7 +91,7 @@ fn expected_of(s: &Setup, id: &str) -> Option<String> {
 #[test]
 fn replay_journals_every_profile_with_the_any_photo_rule() {
     let s = Setup::new(16);
-    let sha = swipebot::model_info::sha256_hex(&std::fs::read(&s.model).unwrap());
+    let sha = swipebot_core::model_info::sha256_hex(&std::fs::read(&s.model).unwrap());
     for (threshold, expect) in [("0", Decision::Like), ("1", Decision::Pass)] {
         let state = s.state(&format!("state-{threshold}"));
         let out = s.replay(&state, &["--threshold", threshold]);

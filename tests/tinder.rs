@@ -164,8 +164,8 @@ fn serve(mut conn: TcpStream, state: &Mutex<State>) {
         } else if let Some(name) = path.strip_prefix("/photos/") {
             s.photos.get(name).cloned().unwrap_or_else(|| {
                 // Every other photo is a valid JPEG.
-                Reply::image(swipebot::synth::jpeg(
-                    &swipebot::synth::photo(true, 120, 120, name.len() as u64),
+                Reply::image(swipebot_core::synth::jpeg(
+                    &swipebot_core::synth::photo(true, 120, 120, name.len() as u64),
                     85,
                 ))
             })

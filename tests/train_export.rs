@@ -4,8 +4,8 @@ mod common;
 
 use std::process::Command;
 
-use swipebot::model_info::{ModelInfo, CLASSES};
-use swipebot::vision::preprocess::{Channels, Recipe};
+use swipebot_core::model_info::{ModelInfo, CLASSES};
+use swipebot_core::preprocess::{Channels, Recipe};
 use swipebot::vision::scorer::{Scorer, ScorerOptions};
 use swipebot_train::export;
 use swipebot_train::model::{GoogLeNet, NetShape};

@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use swipebot::model_info::CLASSES;
-use swipebot::vision::preprocess::{self, Channels, Limits, Recipe};
+use swipebot_core::model_info::CLASSES;
+use swipebot_core::preprocess::{self, Channels, Limits, Recipe};
 use swipebot::vision::scorer::{Scorer, ScorerOptions};
 use swipebot_train::checkpoint::{self, Checkpoint};
 use swipebot_train::model::{GoogLeNet, NetShape};
@@ -45,7 +45,7 @@ fn s(p: &Path) -> &str {
 fn trains_to_high_accuracy_and_exports_a_calibrated_model_with_its_threshold() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    swipebot::synth::write_dataset(&data, 80, 96, 11).unwrap();
+    swipebot_core::synth::write_dataset(&data, 80, 96, 11).unwrap();
     // Unreadable, corrupt and empty files, at depth: reported and skipped, never fatal.
     std::fs::create_dir_all(data.join("like/deeper/still")).unwrap();
     std::fs::write(data.join("like/deeper/broken.jpg"), b"\xff\xd8\xff garbage").unwrap();
@@ -144,7 +144,7 @@ fn trains_to_high_accuracy_and_exports_a_calibrated_model_with_its_threshold() {
     // And it has learnt the rule, not the photos: 40 photos it never saw, drawn afresh from the same
     // rule, are classified at the recommended threshold.
     let fresh = dir.path().join("fresh");
-    swipebot::synth::write_dataset(&fresh, 20, 96, 1234).unwrap();
+    swipebot_core::synth::write_dataset(&fresh, 20, 96, 1234).unwrap();
     let mut unseen = Vec::new();
     let mut truth = Vec::new();
     for (class, like) in [("like", true), ("nope", false)] {
@@ -213,7 +213,7 @@ fn trains_to_high_accuracy_and_exports_a_calibrated_model_with_its_threshold() {
 /// A small dataset and the arguments of a quick run on it.
 fn small_run(dir: &Path, per_class: usize) -> (PathBuf, PathBuf) {
     let data = dir.join("data");
-    swipebot::synth::write_dataset(&data, per_class, 48, 5).unwrap();
+    swipebot_core::synth::write_dataset(&data, per_class, 48, 5).unwrap();
     (data, dir.join("model.onnx"))
 }
 

@@ -36,7 +36,7 @@ fn folder_name(id: &str) -> String {
         clean
     } else {
         // Keep distinct ids distinct after cleaning.
-        format!("{clean}-{}", &crate::model_info::sha256_hex(id.as_bytes())[..8])
+        format!("{clean}-{}", &swipebot_core::model_info::sha256_hex(id.as_bytes())[..8])
     }
 }
 
@@ -79,7 +79,7 @@ impl RecordingSource {
             .extra
             .insert("source".into(), serde_json::json!(self.inner.name()));
         let bytes = serde_json::to_vec_pretty(&saved).expect("profiles serialise");
-        crate::fsutil::write_atomic(&folder.join(PROFILE_FILE), &bytes)
+        swipebot_core::fsutil::write_atomic(&folder.join(PROFILE_FILE), &bytes)
     }
 }
 
@@ -123,7 +123,7 @@ impl ProfileSource for RecordingSource {
             .cloned();
         if let Some(path) = target {
             let data = bytes.clone();
-            let written = tokio::task::spawn_blocking(move || crate::fsutil::write_atomic(&path, &data)).await;
+            let written = tokio::task::spawn_blocking(move || swipebot_core::fsutil::write_atomic(&path, &data)).await;
             if !matches!(written, Ok(Ok(()))) {
                 tracing::warn!(profile = %profile.id, photo, "could not record the photo");
             }

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 
 use crate::data::{self, Dataset, Sample, Skipped};
-use swipebot::vision::preprocess::{Limits, Recipe, FILTER};
+use swipebot_core::preprocess::{Limits, Recipe, FILTER};
 
 /// The first bytes of every cache file.
 const MAGIC: &[u8; 8] = b"SWBCACHE";
@@ -145,7 +145,7 @@ fn write(path: &Path, fp: &str, recipe: &Recipe, dataset: &Dataset) -> anyhow::R
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    swipebot::fsutil::write_atomic(path, &bytes)?;
+    swipebot_core::fsutil::write_atomic(path, &bytes)?;
     Ok(())
 }
 
@@ -203,13 +203,13 @@ fn read(path: &Path, fp: &str, recipe: &Recipe) -> anyhow::Result<Option<Dataset
 #[cfg(test)]
 mod tests {
     use super::*;
-    use swipebot::vision::preprocess::Channels;
+    use swipebot_core::preprocess::Channels;
 
     #[test]
     fn the_cache_is_built_once_reused_and_rebuilt_when_the_folder_or_settings_change() {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
-        swipebot::synth::write_dataset(&data, 3, 48, 1).unwrap();
+        swipebot_core::synth::write_dataset(&data, 3, 48, 1).unwrap();
         std::fs::write(data.join("like/broken.jpg"), b"not a jpeg").unwrap();
         let cache_dir = data.join(DEFAULT_DIR);
         let limits = Limits::default();

@@ -112,7 +112,7 @@ impl Checkpoint {
         std::fs::rename(tmp(&weights), &weights)?;
         save_tensors(&self.dir.join("momentum.ot"), &sgd.state())?;
         let json = serde_json::to_vec_pretty(state)?;
-        swipebot::fsutil::write_atomic(&self.dir.join("state.json"), &json)?;
+        swipebot_core::fsutil::write_atomic(&self.dir.join("state.json"), &json)?;
         Ok(())
     }
 

@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 
-use swipebot::model_info::CLASSES;
-use swipebot::vision::preprocess::{self, Limits, Recipe};
+use swipebot_core::model_info::CLASSES;
+use swipebot_core::preprocess::{self, Limits, Recipe};
 
 /// Extensions the dataset scan picks up (case-insensitive).
 const EXTENSIONS: [&str; 5] = ["jpg", "jpeg", "png", "webp", "jfif"];

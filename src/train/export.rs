@@ -19,7 +19,7 @@ use tch::Tensor;
 
 use crate::googlenet::{Layer, LAYERS, LRN};
 use crate::model::{NetShape, MEAN, SCALE};
-use swipebot::model_info::{ModelInfo, INPUT_NAME, OUTPUT_NAME};
+use swipebot_core::model_info::{ModelInfo, INPUT_NAME, OUTPUT_NAME};
 
 /// The ONNX operator set the graph is written against.
 pub const OPSET: i64 = 17;
@@ -273,5 +273,5 @@ pub fn build_model(vs: &VarStore, shape: NetShape, info: &ModelInfo) -> anyhow::
 pub fn export(vs: &VarStore, shape: NetShape, info: &ModelInfo, path: &Path) -> anyhow::Result<()> {
     let model = build_model(vs, shape, info)?;
     let bytes = model.write_to_bytes().context("encoding the ONNX model")?;
-    swipebot::fsutil::write_atomic(path, &bytes).with_context(|| format!("writing model {}", path.display()))
+    swipebot_core::fsutil::write_atomic(path, &bytes).with_context(|| format!("writing model {}", path.display()))
 }

@@ -30,8 +30,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use calibrate::ThresholdPolicy;
 use checkpoint::{Checkpoint, State};
 use model::{GoogLeNet, NetShape};
-use swipebot::model_info::{ModelInfo, CLASSES};
-use swipebot::vision::preprocess::{Channels, Limits, Recipe};
+use swipebot_core::model_info::{ModelInfo, CLASSES};
+use swipebot_core::preprocess::{Channels, Limits, Recipe};
 use training::{EpochReport, FitControl, FitEnd, Hyper, Observer};
 
 /// Command-line arguments of `train`.

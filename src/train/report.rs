@@ -27,13 +27,13 @@ pub fn write_metrics_csv(path: &Path, history: &[EpochReport]) -> anyhow::Result
             r.epoch, r.train.loss, r.train.accuracy, r.val.loss, r.val.accuracy, r.lr, r.images_per_second, r.seconds
         ));
     }
-    swipebot::fsutil::write_atomic(path, text.as_bytes()).with_context(|| format!("writing {}", path.display()))
+    swipebot_core::fsutil::write_atomic(path, text.as_bytes()).with_context(|| format!("writing {}", path.display()))
 }
 
 /// Writes `report.json` (atomically), pretty-printed.
 pub fn write_json(path: &Path, report: &serde_json::Value) -> anyhow::Result<()> {
     let bytes = serde_json::to_vec_pretty(report)?;
-    swipebot::fsutil::write_atomic(path, &bytes).with_context(|| format!("writing {}", path.display()))
+    swipebot_core::fsutil::write_atomic(path, &bytes).with_context(|| format!("writing {}", path.display()))
 }
 
 /// Font files tried for the labels of `curves.png`.
@@ -78,7 +78,7 @@ pub fn write_curves(path: &Path, history: &[EpochReport]) -> anyhow::Result<bool
         image::ExtendedColorType::Rgb8,
     )
     .context("encoding curves.png")?;
-    swipebot::fsutil::write_atomic(path, &png).with_context(|| format!("writing {}", path.display()))?;
+    swipebot_core::fsutil::write_atomic(path, &png).with_context(|| format!("writing {}", path.display()))?;
     Ok(labels)
 }
 

@@ -18,8 +18,8 @@ use crate::checkpoint::{self, Best, Checkpoint, Partial, State};
 use crate::data::Sample;
 use crate::model::GoogLeNet;
 use crate::sgd::Sgd;
-use swipebot::model_info::CLASSES;
-use swipebot::vision::preprocess::{self, Recipe};
+use swipebot_core::model_info::CLASSES;
+use swipebot_core::preprocess::{self, Recipe};
 
 /// The training hyper-parameters; the defaults are the original recipe's.
 #[derive(Debug, Clone)]

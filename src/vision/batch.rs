@@ -46,7 +46,7 @@ where
                 }
                 let prepared = load(i).and_then(|bytes| {
                     let mut input = Vec::with_capacity(per_input);
-                    crate::vision::preprocess::prepare(&bytes, &recipe, &limits, &mut input)
+                    swipebot_core::preprocess::prepare(&bytes, &recipe, &limits, &mut input)
                         .map_err(|e| e.to_string())?;
                     Ok(input)
                 });

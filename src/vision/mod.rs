@@ -1,7 +1,7 @@
-//! From photo bytes to a LIKE probability: preprocessing shared with `train`, and the ONNX scorer.
+//! From photo bytes to a LIKE probability through ONNX Runtime (preprocessing itself is
+//! [`swipebot_core::preprocess`], shared with `train`).
 
 pub mod batch;
-pub mod preprocess;
 pub mod runtime;
 pub mod scorer;
 pub mod service;

@@ -11,8 +11,8 @@ use ort::session::builder::GraphOptimizationLevel;
 use ort::session::Session;
 use ort::value::TensorRef;
 
-use crate::model_info::{ModelInfo, ModelInfoError, INPUT_NAME, OUTPUT_NAME};
-use crate::vision::preprocess::{self, Limits, PreprocessError};
+use swipebot_core::model_info::{ModelInfo, ModelInfoError, INPUT_NAME, OUTPUT_NAME};
+use swipebot_core::preprocess::{self, Limits, PreprocessError};
 use crate::vision::runtime::{self, RuntimeError};
 
 /// Where inference runs.
@@ -127,7 +127,7 @@ impl Scorer {
             path: path.to_path_buf(),
             source,
         })?;
-        let sha256 = crate::model_info::sha256_hex(&bytes);
+        let sha256 = swipebot_core::model_info::sha256_hex(&bytes);
         let (_, env) = runtime::environment(options.library.as_deref())?;
         let invalid = |e: &dyn fmt::Display| ScorerError::Invalid {
             path: path.to_path_buf(),

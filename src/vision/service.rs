@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::model_info::ModelInfo;
-use crate::vision::preprocess::{self, Limits};
+use swipebot_core::model_info::ModelInfo;
+use swipebot_core::preprocess::{self, Limits};
 use crate::vision::scorer::{Device, Scorer, ScorerError, ScorerOptions};
 
 struct Job {

@@ -37,7 +37,7 @@ pub fn python() -> PathBuf {
 /// Writes a small synthetic dataset and runs `train --epochs 0` on it; returns the model path.
 pub fn untrained_model(dir: &Path, input_size: u32, grayscale: bool) -> PathBuf {
     let data = dir.join("data");
-    swipebot::synth::write_dataset(&data, 4, 96, 7).unwrap();
+    swipebot_core::synth::write_dataset(&data, 4, 96, 7).unwrap();
     let out = dir.join(format!("model-{input_size}.onnx"));
     let mut cmd = Command::new(bin("train"));
     cmd.args([

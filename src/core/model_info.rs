@@ -4,7 +4,7 @@
 //! (`swipebot.*`), so a model can never be scored with the wrong preprocessing or threshold.
 //! `models/README.md` documents each key.
 
-use crate::vision::preprocess::{Channels, Recipe};
+use crate::preprocess::{Channels, Recipe};
 
 /// Name of the graph input: float32 `[N, C, H, W]`, pixel values 0..=255 after resize and crop.
 pub const INPUT_NAME: &str = "pixels";
