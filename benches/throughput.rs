@@ -22,8 +22,8 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::Instant;
 
 use swipebot::vision::batch::score_all;
-use swipebot_core::preprocess::{self, Channels, Limits, Recipe};
 use swipebot::vision::scorer::{Scorer, ScorerOptions};
+use swipebot_core::preprocess::{self, Channels, Limits, Recipe};
 
 /// Photo geometry and JPEG quality of the benchmark folder.
 const WIDTH: u32 = 640;
@@ -306,7 +306,7 @@ fn run() -> Result<(), String> {
     let n = paths.len();
     let recipe = Recipe::for_input(INPUT, o.channels);
     let limits = Limits::default();
-    let load = |i: usize| std::fs::read(&paths[i]).map_err(|e| e.to_string());
+    let load = |i: usize| std::fs::read(&paths[i]).map_err(swipebot::vision::error::PhotoError::Read);
     let per_input = recipe.input_len();
 
     println!(

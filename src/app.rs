@@ -14,7 +14,7 @@ use crate::shutdown::Shutdown;
 use crate::source::recorder::RecordingSource;
 use crate::source::replay::ReplaySource;
 use crate::source::tinder::{self, TinderSource};
-use crate::source::ProfileSource;
+use crate::source::{ProfileSource, SetupError};
 
 /// Exit code for a configuration error (sysexits' EX_CONFIG): systemd does not restart on it.
 pub const EXIT_CONFIG: u8 = 78;
@@ -91,48 +91,31 @@ pub fn replay(args: ReplayArgs) -> ExitCode {
 }
 
 /// Builds the configured profile source, wrapped in the recorder when `source.record_dir` is set.
-fn make_source(settings: &Settings) -> Result<Arc<dyn ProfileSource>, ConfigError> {
+fn make_source(settings: &Settings) -> Result<Arc<dyn ProfileSource>, SetupError> {
     let source: Arc<dyn ProfileSource> = match settings.source.kind {
         SourceKind::Replay => {
-            let dir = settings.source.replay_dir.as_ref().ok_or(ConfigError::Invalid {
+            let dir = settings.source.replay_dir.as_ref().ok_or(SetupError::Config {
                 key: "source.replay_dir",
                 message: "is required".into(),
             })?;
             let timeout = Duration::from_secs(settings.pipeline.photo_timeout_secs);
-            Arc::new(
-                ReplaySource::open(dir, settings.source.batch, settings.pipeline.max_photo_bytes, timeout).map_err(
-                    |message| ConfigError::Invalid {
-                        key: "source.replay_dir",
-                        message,
-                    },
-                )?,
-            )
+            Arc::new(ReplaySource::open(
+                dir,
+                settings.source.batch,
+                settings.pipeline.max_photo_bytes,
+                timeout,
+            )?)
         }
         SourceKind::Tinder => {
             let t = &settings.source.tinder;
-            let token = tinder::load_token(t).map_err(|message| ConfigError::Invalid {
-                key: "source.tinder.token_env",
-                message,
-            })?;
+            let token = tinder::load_token(t)?;
             let timeout = Duration::from_secs(t.request_timeout_secs);
-            Arc::new(
-                TinderSource::new(t, token, timeout, settings.pipeline.max_photo_bytes).map_err(|message| {
-                    ConfigError::Invalid {
-                        key: "source.tinder.base_url",
-                        message,
-                    }
-                })?,
-            )
+            Arc::new(TinderSource::new(t, token, timeout, settings.pipeline.max_photo_bytes)?)
         }
     };
     match &settings.source.record_dir {
         None => Ok(source),
-        Some(dir) => RecordingSource::new(source, dir)
-            .map(|r| Arc::new(r) as Arc<dyn ProfileSource>)
-            .map_err(|e| ConfigError::Invalid {
-                key: "source.record_dir",
-                message: format!("{}: {e}", dir.display()),
-            }),
+        Some(dir) => Ok(Arc::new(RecordingSource::new(source, dir)?)),
     }
 }
 
@@ -161,7 +144,12 @@ fn serve(settings: Settings, config_path: Option<PathBuf>, log_format: Option<Lo
         }
         let source = match make_source(&settings) {
             Ok(s) => s,
-            Err(e) => return config_error(&e),
+            Err(SetupError::Config { key, message }) => return config_error(&ConfigError::Invalid { key, message }),
+            Err(e) => {
+                // No key is at fault, but a restart will not help either: it needs a person.
+                eprintln!("error: {e}");
+                return ExitCode::from(EXIT_CONFIG);
+            }
         };
         let daemon = match Daemon::start(settings, config_path, source, shutdown.clone()) {
             Ok(d) => Arc::new(d),

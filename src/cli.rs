@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 use crate::config::LogFormat;
 use crate::vision::batch;
+use crate::vision::error::PhotoError;
 use crate::vision::scorer::{Device, Scorer, ScorerOptions};
 
 /// Command-line arguments of `swipebot`.
@@ -147,7 +148,7 @@ pub fn score(args: ScoreArgs) -> ExitCode {
     let results = match batch::score_all(
         &mut scorer,
         images.len(),
-        |i| std::fs::read(&images[i]).map_err(|e| e.to_string()),
+        |i| std::fs::read(&images[i]).map_err(PhotoError::Read),
         args.batch_size,
         decode_threads,
     ) {
@@ -174,7 +175,7 @@ pub fn score(args: ScoreArgs) -> ExitCode {
             Err(e) => {
                 failed += 1;
                 if args.json {
-                    println!("{}", serde_json::json!({"image": path, "error": e.0}));
+                    println!("{}", serde_json::json!({"image": path, "error": e.to_string()}));
                 }
                 eprintln!("error: {}: {e}", path.display());
             }

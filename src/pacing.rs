@@ -61,9 +61,23 @@ mod tests {
             pass_fraction: 0.0,
         });
         pacer.ready().await;
-        // The quota allows no burst: a second swipe right away is refused.
+        let after_first = std::time::Instant::now();
+        // The quota allows no burst: a second swipe right away is refused …
         assert!(pacer.limiter.check().is_err());
-        assert!(pacer.like_allowed(1));
+        // … and waiting for it takes the interval, 60 s / 600 = 100 ms (a lower bound: a slow
+        // machine can only make it longer).
+        pacer.ready().await;
+        let waited = after_first.elapsed();
+        assert!(waited >= Duration::from_millis(90), "waited only {waited:?}");
+    }
+
+    #[test]
+    fn the_daily_budget_allows_likes_up_to_its_size() {
+        let pacer = Pacer::new(&PacingSettings {
+            daily_like_budget: 2,
+            ..PacingSettings::default()
+        });
+        assert!(pacer.like_allowed(0) && pacer.like_allowed(1));
         assert!(!pacer.like_allowed(2));
     }
 

@@ -4,9 +4,9 @@ mod common;
 
 use std::process::Command;
 
+use swipebot::vision::scorer::{Scorer, ScorerOptions};
 use swipebot_core::model_info::{ModelInfo, CLASSES};
 use swipebot_core::preprocess::{Channels, Recipe};
-use swipebot::vision::scorer::{Scorer, ScorerOptions};
 use swipebot_train::export;
 use swipebot_train::model::{GoogLeNet, NetShape};
 use tch::{nn, Device, Kind, Tensor};

@@ -10,9 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use swipebot::vision::scorer::{Scorer, ScorerOptions};
 use swipebot_core::model_info::CLASSES;
 use swipebot_core::preprocess::{self, Channels, Limits, Recipe};
-use swipebot::vision::scorer::{Scorer, ScorerOptions};
 use swipebot_train::checkpoint::{self, Checkpoint};
 use swipebot_train::model::{GoogLeNet, NetShape};
 use tch::{nn, Device, Tensor};

@@ -14,15 +14,33 @@ use async_trait::async_trait;
 
 use crate::profile::{Decision, Profile, SwipeOutcome};
 
+/// A profile that arrived too broken to use: journaled as a `skip` with the reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejected {
+    /// The profile's id when it could be read, else where it came from (a folder, "result 3").
+    pub id: String,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+/// What the model in charge asks of a source's photos. A source is told at start and again after
+/// every SIGHUP that loads a model, through the one daemon function that puts a model in charge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PhotoNeeds {
+    /// Side of the model's square input, in pixels: a source that can choose among photo sizes
+    /// downloads the smallest one at least this large.
+    pub side: u32,
+}
+
 /// What one call for candidates returned.
 #[derive(Debug)]
 pub enum Candidates {
-    /// Profiles to decide on, and the ones that arrived too broken to use (id or folder, and why).
+    /// Profiles to decide on, and the ones that arrived too broken to use.
     Profiles {
         /// Usable profiles.
         profiles: Vec<Profile>,
         /// Profiles the source could not parse: journaled as `skip` with the reason.
-        rejected: Vec<(String, String)>,
+        rejected: Vec<Rejected>,
     },
     /// Nothing right now: ask again after this long.
     Wait(Duration),
@@ -48,6 +66,25 @@ pub enum SourceError {
     /// This one request cannot succeed (a bad photo URL, an oversized download); do not retry it.
     #[error("{0}")]
     Permanent(String),
+    /// The source's settings or credentials cannot be used (a token file that cannot be read).
+    #[error(transparent)]
+    Setup(#[from] SetupError),
+}
+
+/// A source cannot be built or reconfigured from the settings.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// A config key's value cannot be used; `message` says why and what to do.
+    #[error("config key `{key}`: {message}")]
+    Config {
+        /// The dotted config key at fault, e.g. `source.replay_dir`.
+        key: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+    /// The HTTP client could not be built (no config key is at fault: the TLS backend failed).
+    #[error("cannot build the HTTP client: {0}")]
+    HttpClient(String),
 }
 
 /// A place that supplies candidate profiles and accepts swipes.
@@ -61,12 +98,13 @@ pub trait ProfileSource: Send + Sync {
 
     /// Reads the credentials again (SIGHUP after the API refused them). Sources without credentials
     /// have nothing to do.
-    fn reload_credentials(&self) -> Result<(), String> {
+    fn reload_credentials(&self) -> Result<(), SourceError> {
         Ok(())
     }
 
-    /// Tells the source the side of the model's input, so it can download photos of a fitting size.
-    fn prefer_photo_side(&self, _side: u32) {}
+    /// Adapts to the model now in charge (at start and after every SIGHUP that loads a model), e.g.
+    /// to download photos of a fitting size. Sources whose photos come as they are ignore it.
+    fn use_photo_needs(&self, _needs: PhotoNeeds) {}
 
     /// The next candidates.
     async fn candidates(&self) -> Result<Candidates, SourceError>;

@@ -9,12 +9,14 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 
 use crate::profile::{Decision, Profile, SwipeOutcome};
-use crate::source::replay::PROFILE_FILE;
-use crate::source::{Candidates, ProfileSource, SourceError};
+use crate::source::replay::write_profile;
+use crate::source::{Candidates, PhotoNeeds, ProfileSource, SetupError, SourceError};
 
 /// A source that records what the inner source delivers.
 pub struct RecordingSource {
+    /// The live source being recorded.
     inner: Arc<dyn ProfileSource>,
+    /// Where recorded profiles go, one folder each.
     dir: PathBuf,
     /// (profile id, photo as named by the inner source) -> file to write.
     files: Mutex<HashMap<(String, String), PathBuf>>,
@@ -51,8 +53,11 @@ fn extension(url: &str) -> &'static str {
 
 impl RecordingSource {
     /// Records into `dir` (created if needed).
-    pub fn new(inner: Arc<dyn ProfileSource>, dir: &Path) -> std::io::Result<Self> {
-        std::fs::create_dir_all(dir)?;
+    pub fn new(inner: Arc<dyn ProfileSource>, dir: &Path) -> Result<Self, SetupError> {
+        std::fs::create_dir_all(dir).map_err(|e| SetupError::Config {
+            key: "source.record_dir",
+            message: format!("cannot create {}: {e}", dir.display()),
+        })?;
         Ok(RecordingSource {
             inner,
             dir: dir.to_path_buf(),
@@ -78,8 +83,7 @@ impl RecordingSource {
         saved
             .extra
             .insert("source".into(), serde_json::json!(self.inner.name()));
-        let bytes = serde_json::to_vec_pretty(&saved).expect("profiles serialise");
-        swipebot_core::fsutil::write_atomic(&folder.join(PROFILE_FILE), &bytes)
+        write_profile(&folder, &saved)
     }
 }
 
@@ -93,11 +97,11 @@ impl ProfileSource for RecordingSource {
         self.inner.is_remote()
     }
 
-    fn prefer_photo_side(&self, side: u32) {
-        self.inner.prefer_photo_side(side);
+    fn use_photo_needs(&self, needs: PhotoNeeds) {
+        self.inner.use_photo_needs(needs);
     }
 
-    fn reload_credentials(&self) -> Result<(), String> {
+    fn reload_credentials(&self) -> Result<(), SourceError> {
         self.inner.reload_credentials()
     }
 

@@ -13,25 +13,38 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::profile::{Decision, Profile, SwipeOutcome};
-use crate::source::{photo, Candidates, ProfileSource, SourceError};
+use crate::source::{photo, Candidates, ProfileSource, Rejected, SetupError, SourceError};
 
 /// Name of the profile file in each recorded profile's folder.
 pub const PROFILE_FILE: &str = "profile.json";
 
+/// Writes `profile` as `folder/profile.json` (atomically), the one writer of the replay format.
+pub fn write_profile(folder: &Path, profile: &Profile) -> std::io::Result<()> {
+    let bytes = serde_json::to_vec_pretty(profile).expect("profiles serialise");
+    swipebot_core::fsutil::write_atomic(&folder.join(PROFILE_FILE), &bytes)
+}
+
 /// Reads recorded profiles from a directory, a few at a time, in folder-name order.
 pub struct ReplaySource {
+    /// Profile folders not handed out yet, in name order.
     pending: Mutex<VecDeque<PathBuf>>,
+    /// Each handed-out profile's folder, to find its photo files by name.
     folders: Mutex<HashMap<String, PathBuf>>,
+    /// Profiles handed out per call (`source.batch`).
     batch: usize,
+    /// Largest photo read, in bytes (`pipeline.max_photo_bytes`).
     max_bytes: u64,
+    /// For recorded profiles whose photos are URLs.
     http: reqwest::Client,
 }
 
 impl ReplaySource {
     /// Opens `dir`; fails if it is not a readable directory.
-    pub fn open(dir: &Path, batch: usize, max_bytes: u64, timeout: Duration) -> Result<Self, String> {
-        let entries =
-            std::fs::read_dir(dir).map_err(|e| format!("cannot read replay directory {}: {e}", dir.display()))?;
+    pub fn open(dir: &Path, batch: usize, max_bytes: u64, timeout: Duration) -> Result<Self, SetupError> {
+        let entries = std::fs::read_dir(dir).map_err(|e| SetupError::Config {
+            key: "source.replay_dir",
+            message: format!("cannot read the replay directory {}: {e}", dir.display()),
+        })?;
         let mut folders: Vec<PathBuf> = entries
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| p.is_dir())
@@ -40,7 +53,7 @@ impl ReplaySource {
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .build()
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+            .map_err(|e| SetupError::HttpClient(e.to_string()))?;
         Ok(ReplaySource {
             pending: Mutex::new(folders.into()),
             folders: Mutex::new(HashMap::new()),
@@ -50,6 +63,7 @@ impl ReplaySource {
         })
     }
 
+    /// Reads and checks one folder's `profile.json`; the error names the file.
     fn read_profile(folder: &Path) -> Result<Profile, String> {
         let path = folder.join(PROFILE_FILE);
         let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -95,14 +109,15 @@ impl ProfileSource for ReplaySource {
                 .file_name()
                 .map_or_else(|| folder.display().to_string(), |n| n.to_string_lossy().into_owned());
             match Self::read_profile(&folder) {
-                Ok(p) if folders.contains_key(&p.id) => {
-                    rejected.push((p.id.clone(), format!("{label}: duplicate profile id `{}`", p.id)))
-                }
+                Ok(p) if folders.contains_key(&p.id) => rejected.push(Rejected {
+                    reason: format!("{label}: duplicate profile id `{}`", p.id),
+                    id: p.id,
+                }),
                 Ok(p) => {
                     folders.insert(p.id.clone(), folder);
                     profiles.push(p);
                 }
-                Err(e) => rejected.push((label, e)),
+                Err(reason) => rejected.push(Rejected { id: label, reason }),
             }
         }
         Ok(Candidates::Profiles { profiles, rejected })
@@ -179,8 +194,8 @@ mod tests {
         assert_eq!(profiles.iter().map(|p| p.id.as_str()).collect::<Vec<_>>(), ["p1", "p2"]);
         assert_eq!(profiles[1].extra["age"], 30);
         assert_eq!(rejected.len(), 2);
-        assert!(rejected[0].1.contains("profile.json"), "{:?}", rejected[0]);
-        assert!(rejected[1].1.contains("duplicate"), "{:?}", rejected[1]);
+        assert!(rejected[0].reason.contains("profile.json"), "{:?}", rejected[0]);
+        assert!(rejected[1].reason.contains("duplicate"), "{:?}", rejected[1]);
         assert!(matches!(source.candidates().await.unwrap(), Candidates::Exhausted));
         let err = source.photo(&profiles[1], "1.jpg").await.unwrap_err();
         assert!(err.to_string().contains("1.jpg"), "{err}");

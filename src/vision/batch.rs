@@ -4,17 +4,8 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 
+use crate::vision::error::PhotoError;
 use crate::vision::scorer::{Scorer, ScorerError};
-
-/// Why one photo has no score.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PhotoError(pub String);
-
-impl std::fmt::Display for PhotoError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
 
 /// Scores `count` photos whose bytes `load(i)` returns, in batches of `batch_size`, decoding on
 /// `decode_threads` threads. Returns one result per photo, in order. A photo that cannot be loaded
@@ -27,14 +18,14 @@ pub fn score_all<L>(
     decode_threads: usize,
 ) -> Result<Vec<Result<f32, PhotoError>>, ScorerError>
 where
-    L: Fn(usize) -> Result<Vec<u8>, String> + Sync,
+    L: Fn(usize) -> Result<Vec<u8>, PhotoError> + Sync,
 {
     let batch_size = batch_size.max(1);
-    let mut results: Vec<Option<Result<f32, PhotoError>>> = vec![None; count];
+    let mut results: Vec<Option<Result<f32, PhotoError>>> = (0..count).map(|_| None).collect();
     let next = AtomicUsize::new(0);
     let per_input = scorer.info().recipe.input_len();
     let (recipe, limits) = (scorer.info().recipe, *scorer.limits());
-    let (tx, rx) = mpsc::sync_channel::<(usize, Result<Vec<f32>, String>)>(batch_size * 2);
+    let (tx, rx) = mpsc::sync_channel::<(usize, Result<Vec<f32>, PhotoError>)>(batch_size * 2);
     std::thread::scope(|scope| -> Result<(), ScorerError> {
         for _ in 0..decode_threads.clamp(1, count.max(1)) {
             let tx = tx.clone();
@@ -46,8 +37,7 @@ where
                 }
                 let prepared = load(i).and_then(|bytes| {
                     let mut input = Vec::with_capacity(per_input);
-                    swipebot_core::preprocess::prepare(&bytes, &recipe, &limits, &mut input)
-                        .map_err(|e| e.to_string())?;
+                    swipebot_core::preprocess::prepare(&bytes, &recipe, &limits, &mut input)?;
                     Ok(input)
                 });
                 if tx.send((i, prepared)).is_err() {
@@ -81,7 +71,7 @@ where
                         flush(&mut pending, &mut data, &mut results)?;
                     }
                 }
-                Err(e) => results[i] = Some(Err(PhotoError(e))),
+                Err(e) => results[i] = Some(Err(e)),
             }
         }
         flush(&mut pending, &mut data, &mut results)

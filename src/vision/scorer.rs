@@ -11,9 +11,9 @@ use ort::session::builder::GraphOptimizationLevel;
 use ort::session::Session;
 use ort::value::TensorRef;
 
+use crate::vision::runtime::{self, RuntimeError};
 use swipebot_core::model_info::{ModelInfo, ModelInfoError, INPUT_NAME, OUTPUT_NAME};
 use swipebot_core::preprocess::{self, Limits, PreprocessError};
-use crate::vision::runtime::{self, RuntimeError};
 
 /// Where inference runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]

@@ -9,19 +9,29 @@ use tokio::sync::{mpsc, oneshot};
 
 use swipebot_core::model_info::ModelInfo;
 use swipebot_core::preprocess::{self, Limits};
+
+use crate::vision::error::PhotoError;
 use crate::vision::scorer::{Device, Scorer, ScorerError, ScorerOptions};
 
+/// One prepared photo waiting for a scoring thread, and where its score goes.
 struct Job {
+    /// The photo's model input (planar f32, as [`preprocess::prepare`] writes it).
     input: Vec<f32>,
-    reply: oneshot::Sender<Result<f32, String>>,
+    /// The waiting caller.
+    reply: oneshot::Sender<Result<f32, PhotoError>>,
 }
 
 /// A pool of scoring threads behind a bounded queue.
 pub struct ScoringService {
+    /// Where callers put prepared photos; bounded, so a busy scorer slows the producers down.
     queue: mpsc::Sender<Job>,
+    /// The model's contract, read once at load.
     info: ModelInfo,
+    /// SHA-256 of the model file, journaled with every decision.
     sha256: String,
+    /// Where inference actually runs (the CPU after a CUDA fallback).
     device: Device,
+    /// Size limits applied before decoding.
     limits: Limits,
 }
 
@@ -86,32 +96,33 @@ impl ScoringService {
         self.device
     }
 
-    /// Decodes and preprocesses `bytes` off the async threads, then scores it.
-    pub async fn score_photo(&self, bytes: Vec<u8>) -> Result<f32, String> {
+    /// Decodes and preprocesses encoded photo `bytes` off the async threads, then scores them.
+    pub async fn decode_and_score(&self, bytes: Vec<u8>) -> Result<f32, PhotoError> {
         let (recipe, limits) = (self.info.recipe, self.limits);
         let input = tokio::task::spawn_blocking(move || {
             let mut input = Vec::with_capacity(recipe.input_len());
             preprocess::prepare(&bytes, &recipe, &limits, &mut input).map(|()| input)
         })
         .await
-        .map_err(|e| format!("decoder task failed: {e}"))?
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| PhotoError::Engine(format!("the decoder task failed: {e}")))??;
         self.score_prepared(input).await
     }
 
     /// Scores one already-prepared input.
-    pub async fn score_prepared(&self, input: Vec<f32>) -> Result<f32, String> {
+    async fn score_prepared(&self, input: Vec<f32>) -> Result<f32, PhotoError> {
         let (reply, answer) = oneshot::channel();
         self.queue
             .send(Job { input, reply })
             .await
-            .map_err(|_| "the scoring threads have stopped".to_string())?;
+            .map_err(|_| PhotoError::Engine("the scoring threads have stopped".into()))?;
         answer
             .await
-            .map_err(|_| "the scoring thread dropped the photo".to_string())?
+            .map_err(|_| PhotoError::Engine("the scoring thread dropped the photo".into()))?
     }
 }
 
+/// The body of one scoring thread: takes whatever is queued (up to `batch_size`) as one batch, scores
+/// it and answers each caller; ends when the service is dropped.
 fn run_thread(mut scorer: Scorer, rx: &Mutex<mpsc::Receiver<Job>>, batch_size: usize) {
     let mut jobs = Vec::with_capacity(batch_size);
     let mut data = Vec::new();
@@ -142,7 +153,7 @@ fn run_thread(mut scorer: Scorer, rx: &Mutex<mpsc::Receiver<Job>>, batch_size: u
             Err(e) => {
                 let message = e.to_string();
                 for job in jobs.drain(..) {
-                    let _ = job.reply.send(Err(message.clone()));
+                    let _ = job.reply.send(Err(PhotoError::Engine(message.clone())));
                 }
             }
         }

@@ -14,50 +14,18 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use crate::profile::Decision;
 
-use crate::profile::{Decision, PhotoScore, SwipeOutcome};
+mod handle;
+mod record;
+
+pub use handle::JournalHandle;
+pub use record::Record;
 
 /// File name of the decision records.
 pub const DECISIONS: &str = "decisions.jsonl";
 /// File name of the swipe intents.
 pub const PENDING: &str = "pending.jsonl";
-
-/// One profile's decision, as journaled.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Record {
-    /// The source's profile id.
-    pub profile_id: String,
-    /// `like`, `pass` or `skip`.
-    pub decision: Decision,
-    /// Each photo's score or error, in the profile's order.
-    pub scores: Vec<PhotoScore>,
-    /// The threshold the decision used.
-    pub threshold: f32,
-    /// SHA-256 of the model file that scored the photos.
-    pub model_sha256: String,
-    /// The source's name.
-    pub source: String,
-    /// When the decision was taken.
-    pub at: DateTime<Utc>,
-    /// Whether the source acknowledged a swipe.
-    pub sent: bool,
-    /// What the source answered to the swipe.
-    pub outcome: Option<SwipeOutcome>,
-    /// Why the profile was skipped without scoring (a broken profile), if so.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    /// Dry run: scored and journaled, never swiped.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub dry_run: bool,
-    /// The swipe was sent again after a restart because its acknowledgement had not been recorded.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub resolved_after_restart: bool,
-    /// A like sent as a pass on purpose (`pacing.pass_fraction`).
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub mixed_pass: bool,
-}
 
 /// The journal could not be opened or written.
 #[derive(Debug, thiserror::Error)]
@@ -82,17 +50,77 @@ pub enum JournalError {
     },
 }
 
-/// An open journal: the append handles and what has been decided so far.
+/// An open journal: its files, what has been decided so far, and the intents a crash left
+/// unacknowledged. Synchronous; the daemon reaches it only through [`JournalHandle`].
 #[derive(Debug)]
 pub struct Journal {
-    dir: PathBuf,
-    decisions: File,
-    pending: File,
-    decided: HashSet<String>,
+    /// The append handles.
+    files: Files,
+    /// What has been decided, for lookups.
+    index: Index,
+    /// Intents found at open without a record: the daemon sends them again.
     unresolved: HashMap<String, Record>,
+}
+
+/// The journal's two append-only files, each write synced before it returns.
+#[derive(Debug)]
+pub(crate) struct Files {
+    /// The state directory.
+    dir: PathBuf,
+    /// `decisions.jsonl`, opened for appending.
+    decisions: File,
+    /// `pending.jsonl`, opened for appending.
+    pending: File,
+}
+
+impl Files {
+    /// Appends and syncs a final record to `decisions.jsonl`.
+    pub(crate) fn append_record(&mut self, record: &Record) -> Result<(), JournalError> {
+        append(&mut self.decisions, &self.dir.join(DECISIONS), record)
+    }
+
+    /// Appends and syncs a swipe intent to `pending.jsonl`.
+    pub(crate) fn append_intent(&mut self, record: &Record) -> Result<(), JournalError> {
+        append(&mut self.pending, &self.dir.join(PENDING), record)
+    }
+}
+
+/// What the journal says has been decided: kept in memory, updated after each synced write, so a
+/// lookup never touches the disk.
+#[derive(Debug, Default)]
+pub(crate) struct Index {
+    /// Profiles recorded or with an intent written: never decided again.
+    decided: HashSet<String>,
+    /// Likes acknowledged per UTC day, for the daily like budget.
     likes_by_day: HashMap<chrono::NaiveDate, u64>,
 }
 
+impl Index {
+    /// Takes note of a record written to `decisions.jsonl`.
+    pub(crate) fn note_record(&mut self, record: &Record) {
+        self.decided.insert(record.profile_id.clone());
+        if record.decision == Decision::Like && record.sent {
+            *self.likes_by_day.entry(record.at.date_naive()).or_insert(0) += 1;
+        }
+    }
+
+    /// Takes note of an intent written to `pending.jsonl`.
+    pub(crate) fn note_intent(&mut self, record: &Record) {
+        self.decided.insert(record.profile_id.clone());
+    }
+
+    /// Whether `profile_id` was decided before (recorded, or an intent awaiting resolution).
+    pub(crate) fn is_decided(&self, profile_id: &str) -> bool {
+        self.decided.contains(profile_id)
+    }
+
+    /// Likes sent on a given (UTC) day.
+    pub(crate) fn likes_on(&self, day: chrono::NaiveDate) -> u64 {
+        self.likes_by_day.get(&day).copied().unwrap_or(0)
+    }
+}
+
+/// Wraps an I/O error on `path` into a [`JournalError`] naming the file.
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> JournalError + '_ {
     move |source| JournalError::Io {
         path: path.to_path_buf(),
@@ -117,14 +145,15 @@ fn read_records(path: &Path) -> Result<Vec<Record>, JournalError> {
             break;
         }
         line_no += 1;
-        let complete = buf.last() == Some(&b'\n');
+        // A last line without its newline is a write cut short, whatever it holds.
+        if buf.last() != Some(&b'\n') {
+            break;
+        }
         match serde_json::from_slice::<Record>(&buf) {
-            Ok(r) if complete => {
+            Ok(r) => {
                 records.push(r);
                 good_len += n as u64;
             }
-            // A last line without its newline, or that does not parse, is a write cut short.
-            _ if !complete => break,
             Err(e) => {
                 // A complete but unparsable line is only acceptable as the very last one (torn
                 // inside a partially flushed write); anywhere else it is corruption.
@@ -139,7 +168,6 @@ fn read_records(path: &Path) -> Result<Vec<Record>, JournalError> {
                     message: e.to_string(),
                 });
             }
-            Ok(_) => unreachable!("complete is checked above"),
         }
     }
     let len = std::fs::metadata(path).map_err(io_err(path))?.len();
@@ -152,6 +180,7 @@ fn read_records(path: &Path) -> Result<Vec<Record>, JournalError> {
     Ok(records)
 }
 
+/// Opens `path` for appending, creating it.
 fn open_append(path: &Path) -> Result<File, JournalError> {
     let mut f = OpenOptions::new()
         .create(true)
@@ -162,6 +191,7 @@ fn open_append(path: &Path) -> Result<File, JournalError> {
     Ok(f)
 }
 
+/// Writes one record as a line and syncs it.
 fn append(file: &mut File, path: &Path, record: &Record) -> Result<(), JournalError> {
     let mut line = serde_json::to_vec(record).expect("records serialise");
     line.push(b'\n');
@@ -177,17 +207,13 @@ impl Journal {
         let pending_path = dir.join(PENDING);
         let records = read_records(&decisions_path)?;
         let intents = read_records(&pending_path)?;
-        let mut decided = HashSet::new();
-        let mut likes_by_day = HashMap::new();
+        let mut index = Index::default();
         for r in &records {
-            decided.insert(r.profile_id.clone());
-            if r.decision == Decision::Like && r.sent {
-                *likes_by_day.entry(r.at.date_naive()).or_insert(0) += 1;
-            }
+            index.note_record(r);
         }
         let unresolved: HashMap<String, Record> = intents
             .into_iter()
-            .filter(|r| !decided.contains(&r.profile_id))
+            .filter(|r| !index.is_decided(&r.profile_id))
             .map(|r| (r.profile_id.clone(), r))
             .collect();
         // Keep only the unresolved intents, so the file does not grow without bound.
@@ -199,51 +225,50 @@ impl Journal {
             bytes.push(b'\n');
         }
         swipebot_core::fsutil::write_atomic(&pending_path, &bytes).map_err(io_err(&pending_path))?;
-        decided.extend(unresolved.keys().cloned());
+        for r in unresolved.values() {
+            index.note_intent(r);
+        }
         Ok(Journal {
-            decisions: open_append(&decisions_path)?,
-            pending: open_append(&pending_path)?,
-            dir: dir.to_path_buf(),
-            decided,
+            files: Files {
+                decisions: open_append(&decisions_path)?,
+                pending: open_append(&pending_path)?,
+                dir: dir.to_path_buf(),
+            },
+            index,
             unresolved,
-            likes_by_day,
         })
     }
 
     /// Whether `profile_id` was decided before (recorded, or an intent awaiting resolution).
     pub fn is_decided(&self, profile_id: &str) -> bool {
-        self.decided.contains(profile_id)
-    }
-
-    /// Intents found at open whose swipes were never acknowledged; the daemon resends them.
-    pub fn take_unresolved(&mut self) -> Vec<Record> {
-        let mut v: Vec<Record> = self.unresolved.drain().map(|(_, r)| r).collect();
-        v.sort_by_key(|r| r.at);
-        v
+        self.index.is_decided(profile_id)
     }
 
     /// Writes and syncs a swipe intent: call before sending the swipe.
     pub fn record_intent(&mut self, record: &Record) -> Result<(), JournalError> {
-        let path = self.dir.join(PENDING);
-        append(&mut self.pending, &path, record)?;
-        self.decided.insert(record.profile_id.clone());
+        self.files.append_intent(record)?;
+        self.index.note_intent(record);
         Ok(())
     }
 
     /// Writes and syncs a final record.
     pub fn record(&mut self, record: &Record) -> Result<(), JournalError> {
-        let path = self.dir.join(DECISIONS);
-        append(&mut self.decisions, &path, record)?;
-        self.decided.insert(record.profile_id.clone());
-        if record.decision == Decision::Like && record.sent {
-            *self.likes_by_day.entry(record.at.date_naive()).or_insert(0) += 1;
-        }
+        self.files.append_record(record)?;
+        self.index.note_record(record);
         Ok(())
     }
 
     /// Likes sent on a given (UTC) day, for the daily like budget.
     pub fn likes_on(&self, day: chrono::NaiveDate) -> u64 {
-        self.likes_by_day.get(&day).copied().unwrap_or(0)
+        self.index.likes_on(day)
+    }
+
+    /// Splits the journal into what the async facade keeps apart: the files (written on blocking
+    /// threads), the index (read from async code) and the unresolved intents.
+    pub(crate) fn into_parts(self) -> (Files, Index, Vec<Record>) {
+        let mut unresolved: Vec<Record> = self.unresolved.into_values().collect();
+        unresolved.sort_by_key(|r| r.at);
+        (self.files, self.index, unresolved)
     }
 
     /// Reads every record of a journal directory (for tools and tests).
@@ -255,6 +280,8 @@ impl Journal {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::profile::PhotoScore;
+    use chrono::Utc;
 
     fn record(id: &str, decision: Decision, sent: bool) -> Record {
         Record {
@@ -287,12 +314,12 @@ mod tests {
             j.record_intent(&record("c", Decision::Like, false)).unwrap();
             j.record(&record("c", Decision::Like, true)).unwrap();
         }
-        let mut j = Journal::open(dir.path()).unwrap();
+        let j = Journal::open(dir.path()).unwrap();
         assert!(j.is_decided("a") && j.is_decided("b") && j.is_decided("c") && !j.is_decided("d"));
-        let unresolved = j.take_unresolved();
+        assert_eq!(j.likes_on(Utc::now().date_naive()), 2);
+        let (_, _, unresolved) = j.into_parts();
         assert_eq!(unresolved.len(), 1);
         assert_eq!(unresolved[0].profile_id, "b");
-        assert_eq!(j.likes_on(Utc::now().date_naive()), 2);
         // The intent file was compacted to the one unresolved intent.
         let pending = std::fs::read_to_string(dir.path().join(PENDING)).unwrap();
         assert_eq!(pending.lines().count(), 1);

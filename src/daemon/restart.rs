@@ -1,0 +1,37 @@
+//! After a crash: the swipes whose intents were journaled but whose acknowledgements were not are
+//! sent again (like and pass are idempotent at the source) and recorded, before anything new.
+
+use crate::daemon::context::Context;
+use crate::daemon::swipe::{send_swipe, SwipeResult};
+use crate::daemon::DaemonError;
+use crate::journal::Record;
+use crate::profile::Profile;
+
+/// Resends the swipes of `unresolved` intents (oldest first) and records each answer.
+pub(crate) async fn resolve_unresolved(ctx: &Context, unresolved: Vec<Record>) -> Result<(), DaemonError> {
+    for mut record in unresolved {
+        tracing::info!(profile = %record.profile_id, decision = record.decision.as_str(), "resending a swipe whose acknowledgement was not recorded before the last stop");
+        // The source needs only the id to swipe.
+        let profile = Profile {
+            id: record.profile_id.clone(),
+            name: String::new(),
+            bio: String::new(),
+            photos: vec![],
+            placeholder: false,
+            extra: Default::default(),
+        };
+        let live = ctx.live.borrow().clone();
+        match send_swipe(ctx, &live, &profile, record.decision).await {
+            SwipeResult::Sent(outcome) => {
+                record.sent = true;
+                record.outcome = Some(outcome);
+            }
+            SwipeResult::Failed(error) => record.error = Some(error),
+            SwipeResult::Abandoned => return Ok(()),
+        }
+        record.resolved_after_restart = true;
+        // Decided by an earlier run: journaled, not counted in this run's summary.
+        ctx.journal.record(record).await?;
+    }
+    Ok(())
+}

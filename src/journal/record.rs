@@ -1,0 +1,42 @@
+//! One journal line: a profile's decision with every photo's score, the threshold, the model and what
+//! the source answered.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::profile::{Decision, PhotoScore, SwipeOutcome};
+
+/// One profile's decision, as journaled.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    /// The source's profile id.
+    pub profile_id: String,
+    /// `like`, `pass` or `skip`.
+    pub decision: Decision,
+    /// Each photo's score or error, in the profile's order.
+    pub scores: Vec<PhotoScore>,
+    /// The threshold the decision used.
+    pub threshold: f32,
+    /// SHA-256 of the model file that scored the photos.
+    pub model_sha256: String,
+    /// The source's name.
+    pub source: String,
+    /// When the decision was taken.
+    pub at: DateTime<Utc>,
+    /// Whether the source acknowledged a swipe.
+    pub sent: bool,
+    /// What the source answered to the swipe.
+    pub outcome: Option<SwipeOutcome>,
+    /// Why the profile was skipped without scoring (a broken profile), if so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Dry run: scored and journaled, never swiped.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
+    /// The swipe was sent again after a restart because its acknowledgement had not been recorded.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub resolved_after_restart: bool,
+    /// A like sent as a pass on purpose (`pacing.pass_fraction`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub mixed_pass: bool,
+}
