@@ -11,7 +11,11 @@ use crate::config::PacingSettings;
 /// The swipe rate limiter.
 #[derive(Debug)]
 pub struct Pacer {
+    /// One swipe per interval, no bursts.
     limiter: DefaultDirectRateLimiter,
+    /// The interval between swipes.
+    interval: Duration,
+    /// Up to this much random delay on top of the interval.
     jitter: Duration,
     /// Likes allowed per UTC day.
     pub daily_like_budget: u64,
@@ -26,6 +30,7 @@ impl Pacer {
         let interval = Duration::from_secs(60) / per_minute.get();
         Pacer {
             limiter: RateLimiter::direct(quota),
+            interval,
             jitter: interval.mul_f64(settings.jitter),
             daily_like_budget: settings.daily_like_budget,
         }
@@ -36,9 +41,9 @@ impl Pacer {
         self.limiter.until_ready_with_jitter(Jitter::up_to(self.jitter)).await;
     }
 
-    /// Whether one more like fits in today's budget, given the likes already sent today.
-    pub fn like_allowed(&self, sent_today: u64) -> bool {
-        sent_today < self.daily_like_budget
+    /// The longest [`Pacer::ready`] can wait: one interval and its jitter.
+    pub fn longest_wait(&self) -> Duration {
+        self.interval + self.jitter
     }
 }
 
@@ -69,16 +74,6 @@ mod tests {
         pacer.ready().await;
         let waited = after_first.elapsed();
         assert!(waited >= Duration::from_millis(90), "waited only {waited:?}");
-    }
-
-    #[test]
-    fn the_daily_budget_allows_likes_up_to_its_size() {
-        let pacer = Pacer::new(&PacingSettings {
-            daily_like_budget: 2,
-            ..PacingSettings::default()
-        });
-        assert!(pacer.like_allowed(0) && pacer.like_allowed(1));
-        assert!(!pacer.like_allowed(2));
     }
 
     #[test]

@@ -204,7 +204,7 @@ fn start_daemon(dir: &Path, model: &Path, api: &Api, extra: &str, env: &[(&str, 
         &config,
         format!(
             "[model]\npath = {model:?}\nthreshold = 0.0\n\
-             [source]\nkind = \"tinder\"\nrecord_dir = {:?}\n\
+             [source]\nkind = \"tinder\"\nrecord_dir = {:?}\nmin_wait_secs = 1\n\
              [source.tinder]\nbase_url = {:?}\nretry_base_ms = 10\nempty_backoff_secs = 1\nempty_backoff_max_secs = 1\n\
              rate_limit_wait_secs = 1\nout_of_likes_wait_secs = 1\nrequest_timeout_secs = 5\n\
              [pacing]\nswipes_per_minute = 600\njitter = 0.0\n\

@@ -166,6 +166,12 @@ pub struct SourceSettings {
     /// Save every fetched profile and its photos here, in the replay format.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub record_dir: Option<PathBuf>,
+    /// Shortest wait the source can impose, in seconds: a `Retry-After: 0`, a time already past or
+    /// a malformed one never makes the daemon call again at once.
+    pub min_wait_secs: u64,
+    /// Longest wait the source can impose, in seconds: a rate limit a year away is waited out for
+    /// this long, then the source is asked again.
+    pub max_wait_secs: u64,
     /// The HTTP source's settings.
     pub tinder: TinderSettings,
 }
@@ -178,6 +184,8 @@ impl Default for SourceSettings {
             dry_run: false,
             batch: 10,
             record_dir: None,
+            min_wait_secs: 5,
+            max_wait_secs: 86_400,
             tinder: TinderSettings::default(),
         }
     }

@@ -184,6 +184,15 @@ pub(super) fn validate(s: &Settings) -> Result<(), ConfigError> {
             "is required when source.kind = \"replay\"",
         ));
     }
+    if s.source.min_wait_secs > s.source.max_wait_secs {
+        return Err(invalid(
+            "source.min_wait_secs",
+            format!(
+                "must be at most source.max_wait_secs ({}), got {}",
+                s.source.max_wait_secs, s.source.min_wait_secs
+            ),
+        ));
+    }
     let t = &s.source.tinder;
     if t.empty_backoff_secs > t.empty_backoff_max_secs {
         return Err(invalid(

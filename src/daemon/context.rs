@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use tokio::sync::{watch, Semaphore};
 
+use crate::daemon::likes::LikeGate;
 use crate::daemon::live::Live;
 use crate::daemon::summary::Stats;
 use crate::daemon::DaemonError;
@@ -16,6 +17,30 @@ use crate::journal::{JournalError, JournalHandle, Record};
 use crate::profile::{Decision, PhotoScore};
 use crate::shutdown::Shutdown;
 use crate::source::ProfileSource;
+
+/// Floor and ceiling of every wait a source imposes (`source.min_wait_secs`,
+/// `source.max_wait_secs`): a zero or past deadline never makes a storm of calls, and no deadline
+/// keeps the daemon asleep for longer than the ceiling.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Waits {
+    /// The shortest wait.
+    pub floor: Duration,
+    /// The longest wait.
+    pub ceiling: Duration,
+}
+
+impl Waits {
+    /// `wait` brought within the floor and the ceiling.
+    pub fn clamp(&self, wait: Duration) -> Duration {
+        wait.clamp(self.floor, self.ceiling)
+    }
+
+    /// The deadline `until`, seen at `now`, brought within the floor and the ceiling.
+    pub fn deadline(&self, until: chrono::DateTime<Utc>, now: chrono::DateTime<Utc>) -> chrono::DateTime<Utc> {
+        let wait = (until - now).to_std().unwrap_or_default();
+        now + self.clamp(wait)
+    }
+}
 
 /// Everything the profile tasks share.
 pub(crate) struct Context {
@@ -33,6 +58,10 @@ pub(crate) struct Context {
     pub shutdown: Shutdown,
     /// Counters for the summary.
     pub stats: Stats,
+    /// The daily like budget's count and the source's pause on likes.
+    pub likes: LikeGate,
+    /// Floor and ceiling of the waits the source imposes.
+    pub waits: Waits,
     /// Milliseconds after `started` of the last sign of life, read by the watchdog.
     heartbeat: AtomicU64,
     /// When the daemon started; the origin of `heartbeat`.
@@ -67,6 +96,10 @@ pub(crate) struct ContextParts {
     pub photo_timeout: Duration,
     /// See [`Context::wait_for_credentials`].
     pub wait_for_credentials: bool,
+    /// See [`Context::likes`].
+    pub likes: LikeGate,
+    /// See [`Context::waits`].
+    pub waits: Waits,
 }
 
 impl Context {
@@ -80,6 +113,8 @@ impl Context {
             swipe_lane: tokio::sync::Mutex::new(()),
             shutdown: parts.shutdown,
             stats: Stats::default(),
+            likes: parts.likes,
+            waits: parts.waits,
             heartbeat: AtomicU64::new(0),
             started: Instant::now(),
             dry_run: parts.dry_run,
@@ -112,6 +147,30 @@ impl Context {
             self.beat();
             if !self.shutdown.sleep(left.min(Duration::from_secs(5))).await {
                 return false;
+            }
+        }
+    }
+
+    /// Waits until a deadline the source set, brought within the floor and the ceiling of
+    /// [`Waits`]; false if stopping.
+    pub async fn wait_for_source(&self, until: chrono::DateTime<Utc>) -> bool {
+        self.wait_until(self.waits.deadline(until, Utc::now())).await
+    }
+
+    /// Awaits `work` that waits on purpose (the pacer, a source retrying with backoff), keeping
+    /// the watchdog fed for at most `limit`: a polite wait is not taken for a hang, and a hang that
+    /// outlasts every bound the work has still stops the feeding.
+    pub async fn patiently<T>(&self, work: impl std::future::Future<Output = T>, limit: Duration) -> T {
+        let started = Instant::now();
+        tokio::pin!(work);
+        loop {
+            tokio::select! {
+                out = &mut work => return out,
+                _ = tokio::time::sleep(Duration::from_secs(5)) => {
+                    if started.elapsed() < limit {
+                        self.beat();
+                    }
+                }
             }
         }
     }
@@ -160,6 +219,7 @@ impl Context {
             source: self.source.name().to_string(),
             at: Utc::now(),
             sent: false,
+            sent_at: None,
             outcome: None,
             error: None,
             dry_run: self.dry_run,

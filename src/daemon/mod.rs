@@ -2,12 +2,14 @@
 //! swipes under the pacer, until the source is exhausted (a replay) or a signal says stop.
 //!
 //! One concern a file: [`live`] (what SIGHUP swaps), `context` (what the profile tasks share),
-//! `profile` (deciding one profile), `swipe` (sending one swipe under the pacer), `restart`
+//! `profile` (deciding one profile), `swipe` (sending one swipe under the pacer), [`likes`] (the
+//! daily like budget and the source's pause on likes), `restart`
 //! (resending the swipes a crash left unacknowledged), [`summary`] (counters and the summary), and
 //! this file, the fetch loop and its drain.
 
 mod context;
 mod error;
+pub mod likes;
 pub mod live;
 mod profile;
 mod restart;
@@ -23,11 +25,11 @@ use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 
 use crate::config::{OnUnauthorized, Settings};
-use crate::journal::{Journal, JournalHandle};
+use crate::journal::{Claim, Journal, JournalHandle};
 use crate::profile::Decision;
 use crate::shutdown::Shutdown;
 use crate::source::{Candidates, ProfileSource, Rejected, SourceError};
-use context::{Context, ContextParts};
+use context::{Context, ContextParts, Waits};
 
 pub use error::DaemonError;
 pub use live::Live;
@@ -57,6 +59,8 @@ impl Daemon {
     ) -> Result<Self, DaemonError> {
         let live = Live::build(&settings, None)?;
         let (journal, unresolved) = JournalHandle::new(Journal::open(&settings.state.dir)?);
+        let now = Utc::now();
+        let likes = likes::LikeGate::open(&settings.state.dir, journal.likes_on(now.date_naive()), now)?;
         tracing::info!(
             source = source.name(),
             model = %settings.model.path.display(),
@@ -77,6 +81,11 @@ impl Daemon {
             dry_run: settings.source.dry_run,
             photo_timeout: Duration::from_secs(settings.pipeline.photo_timeout_secs),
             wait_for_credentials: settings.source.tinder.on_unauthorized == OnUnauthorized::Wait,
+            likes,
+            waits: Waits {
+                floor: Duration::from_secs(settings.source.min_wait_secs),
+                ceiling: Duration::from_secs(settings.source.max_wait_secs),
+            },
         }));
         let daemon = Daemon {
             ctx,
@@ -165,35 +174,43 @@ impl Daemon {
     }
 
     /// The fetch loop: asks the source for candidates and starts a task per new profile, at most
-    /// `pipeline.profiles_in_flight` at once, until the source is exhausted or shutdown.
+    /// `pipeline.profiles_in_flight` at once, until the source is exhausted or shutdown. Every wait
+    /// the source causes lies between `source.min_wait_secs` and `source.max_wait_secs`.
     async fn fetch(&self, ctx: &Arc<Context>, tasks: &mut JoinSet<()>) -> Result<(), DaemonError> {
         let in_flight = Arc::new(Semaphore::new(self.settings.pipeline.profiles_in_flight));
-        let mut backoff = Duration::from_secs(1);
+        let mut backoff = ctx.waits.floor;
         while !ctx.shutdown.is_triggered() {
             ctx.beat();
             let fetched = tokio::select! {
-                r = ctx.source.candidates() => r,
+                r = ctx.patiently(ctx.source.candidates(), ctx.source.longest_call()) => r,
                 _ = ctx.shutdown.wait() => break,
             };
+            let mut nothing_new = false;
             match fetched {
                 Ok(Candidates::Profiles { profiles, rejected }) => {
-                    backoff = Duration::from_secs(1);
+                    nothing_new = rejected.is_empty();
                     for rejected in rejected {
                         record_rejected(ctx, rejected).await?;
                     }
                     for profile in profiles {
-                        if ctx.journal.is_decided(&profile.id) {
-                            ctx.stats.already_decided();
+                        if !claim(ctx, &profile.id) {
                             continue;
                         }
+                        nothing_new = false;
                         let permit = tokio::select! {
                             p = Arc::clone(&in_flight).acquire_owned() => p.expect("semaphore open"),
-                            _ = ctx.shutdown.wait() => return Ok(()),
+                            _ = ctx.shutdown.wait() => {
+                                ctx.journal.release(&profile.id);
+                                return Ok(());
+                            }
                         };
                         let live = ctx.live.borrow().clone();
                         let task_ctx = Arc::clone(ctx);
                         tasks.spawn(async move {
+                            let id = profile.id.clone();
                             profile::process(&task_ctx, &live, profile).await;
+                            // Recorded (or left as an intent) by now, unless abandoned or stopped.
+                            task_ctx.journal.release(&id);
                             drop(permit);
                         });
                         while let Some(done) = tasks.try_join_next() {
@@ -202,13 +219,19 @@ impl Daemon {
                     }
                 }
                 Ok(Candidates::Wait(d)) => {
+                    let d = ctx.waits.clamp(d);
                     tracing::info!(seconds = d.as_secs(), "no candidates right now; waiting");
                     ctx.wait_until(Utc::now() + d).await;
                 }
                 Ok(Candidates::Exhausted) => break,
                 Err(SourceError::RateLimited { until }) => {
                     tracing::warn!(%until, "rate limited while fetching candidates; waiting");
-                    ctx.wait_until(until).await;
+                    ctx.wait_for_source(until).await;
+                }
+                Err(SourceError::OutOfLikes { until }) => {
+                    // Likes stop until then; recommendations (and passes) go on after a pause.
+                    ctx.likes.pause(ctx.waits.deadline(until, Utc::now()))?;
+                    nothing_new = true;
                 }
                 Err(SourceError::Unauthorized(e)) => {
                     if !ctx.unauthorized(e).await {
@@ -218,8 +241,18 @@ impl Daemon {
                 Err(e) => {
                     tracing::warn!(retry_in = backoff.as_secs(), "fetching candidates failed: {e}");
                     ctx.wait_until(Utc::now() + backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(300));
+                    backoff = ctx.waits.clamp((backoff * 2).min(Duration::from_secs(300)));
+                    continue;
                 }
+            }
+            if nothing_new && ctx.source.is_remote() {
+                // A batch of nothing but profiles already decided or in flight is as good as an
+                // empty one: asking again at once would only hammer the API.
+                tracing::info!(retry_in = backoff.as_secs(), "nothing new from the source; waiting");
+                ctx.wait_until(Utc::now() + backoff).await;
+                backoff = ctx.waits.clamp((backoff * 2).min(Duration::from_secs(300)));
+            } else {
+                backoff = ctx.waits.floor;
             }
         }
         Ok(())
@@ -254,11 +287,30 @@ impl Daemon {
     }
 }
 
+/// Claims a profile the source offered; false (counted, logged at debug) when it was decided before
+/// or is being decided now, so the same profile is never decided or swiped twice.
+fn claim(ctx: &Context, id: &str) -> bool {
+    match ctx.journal.claim(id) {
+        Claim::New => true,
+        Claim::Decided => {
+            ctx.stats.already_decided();
+            tracing::debug!(profile = %id, "offered again after it was decided; dropped");
+            false
+        }
+        Claim::InFlight => {
+            ctx.stats.repeat();
+            tracing::debug!(profile = %id, "offered again while being decided; dropped");
+            false
+        }
+    }
+}
+
 /// A profile the source could not parse: journaled as a skip with the reason.
 async fn record_rejected(ctx: &Context, rejected: Rejected) -> Result<(), DaemonError> {
     let Rejected { id, reason } = rejected;
     tracing::warn!(profile = %id, "bad profile skipped: {reason}");
-    if ctx.journal.is_decided(&id) {
+    // Never journal a skip over a profile that is decided or being decided under the same id.
+    if ctx.journal.claim(&id) != Claim::New {
         return Ok(());
     }
     let live = ctx.live.borrow().clone();

@@ -38,6 +38,7 @@ pub(crate) async fn process(ctx: &Context, live: &Live, profile: Profile) {
         match send_swipe(ctx, live, &profile, decision).await {
             SwipeResult::Sent(outcome) => {
                 record.sent = true;
+                record.sent_at = Some(chrono::Utc::now());
                 record.outcome = Some(outcome);
             }
             SwipeResult::Failed(error) => record.error = Some(error),

@@ -7,9 +7,21 @@ use crate::daemon::DaemonError;
 use crate::journal::Record;
 use crate::profile::Profile;
 
-/// Resends the swipes of `unresolved` intents (oldest first) and records each answer.
+/// Resends the swipes of `unresolved` intents (oldest first) and records each answer. Only the
+/// source that journaled an intent may resend it, and never in a dry run: the others stay pending
+/// (and their profiles decided) until a run of that source resolves them.
 pub(crate) async fn resolve_unresolved(ctx: &Context, unresolved: Vec<Record>) -> Result<(), DaemonError> {
     for mut record in unresolved {
+        if record.source != ctx.source.name() || ctx.dry_run {
+            tracing::warn!(
+                profile = %record.profile_id,
+                intent_of = %record.source,
+                running = ctx.source.name(),
+                dry_run = ctx.dry_run,
+                "an unacknowledged swipe is left pending: only a live run of the source that decided it sends it"
+            );
+            continue;
+        }
         tracing::info!(profile = %record.profile_id, decision = record.decision.as_str(), "resending a swipe whose acknowledgement was not recorded before the last stop");
         // The source needs only the id to swipe.
         let profile = Profile {
@@ -24,6 +36,7 @@ pub(crate) async fn resolve_unresolved(ctx: &Context, unresolved: Vec<Record>) -
         match send_swipe(ctx, &live, &profile, record.decision).await {
             SwipeResult::Sent(outcome) => {
                 record.sent = true;
+                record.sent_at = Some(chrono::Utc::now());
                 record.outcome = Some(outcome);
             }
             SwipeResult::Failed(error) => record.error = Some(error),

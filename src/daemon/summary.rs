@@ -15,6 +15,8 @@ pub struct Stats {
     skips: AtomicU64,
     /// Profiles the source offered again that an earlier run had decided.
     already_decided: AtomicU64,
+    /// Profiles the source offered again while they were being decided, or twice in one batch.
+    repeats: AtomicU64,
     /// Photos scored.
     photos_scored: AtomicU64,
     /// Photos that could not be downloaded, decoded or scored.
@@ -37,6 +39,11 @@ impl Stats {
         self.already_decided.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Counts one profile dropped because it is being decided right now.
+    pub fn repeat(&self) {
+        self.repeats.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Counts one photo scored (`true`) or failed (`false`).
     pub fn photo(&self, scored: bool) {
         let counter = if scored {
@@ -57,6 +64,7 @@ impl Stats {
             passes,
             skips,
             already_decided: get(&self.already_decided),
+            repeats: get(&self.repeats),
             photos_scored: get(&self.photos_scored),
             photos_failed: get(&self.photos_failed),
             seconds,
@@ -78,6 +86,8 @@ pub struct Summary {
     pub skips: u64,
     /// Profiles seen again that an earlier run had decided.
     pub already_decided: u64,
+    /// Profiles offered again while they were being decided (or twice in one batch): dropped.
+    pub repeats: u64,
     /// Photos scored.
     pub photos_scored: u64,
     /// Photos that could not be downloaded or decoded.
@@ -99,12 +109,13 @@ impl std::fmt::Display for Summary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "profiles {} (like {}, pass {}, skip {}; {} already decided), photos scored {}, photos failed {}, {:.1} photos/s over {:.1} s{}",
+            "profiles {} (like {}, pass {}, skip {}; {} already decided), repeats dropped {}, photos scored {}, photos failed {}, {:.1} photos/s over {:.1} s{}",
             self.profiles,
             self.likes,
             self.passes,
             self.skips,
             self.already_decided,
+            self.repeats,
             self.photos_scored,
             self.photos_failed,
             self.photos_per_second(),

@@ -6,7 +6,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use crate::journal::{Files, Index, Journal, JournalError, Record};
+use crate::journal::{Claim, Files, Index, Journal, JournalError, Record};
 
 /// An open journal shared by the daemon's tasks.
 #[derive(Debug)]
@@ -32,6 +32,18 @@ impl JournalHandle {
     /// Whether `profile_id` was decided before (recorded, or an intent awaiting resolution).
     pub fn is_decided(&self, profile_id: &str) -> bool {
         self.index.lock().expect("journal index lock").is_decided(profile_id)
+    }
+
+    /// Claims `profile_id` for deciding: [`Claim::New`] once, until it is recorded or released;
+    /// a repeat while it is in flight or after it was decided gets the other answers.
+    pub fn claim(&self, profile_id: &str) -> Claim {
+        self.index.lock().expect("journal index lock").claim(profile_id)
+    }
+
+    /// Gives up a claim whose task ended without writing a record or an intent (abandoned at
+    /// shutdown, or stopped by an error), so the profile can be decided another time.
+    pub fn release(&self, profile_id: &str) {
+        self.index.lock().expect("journal index lock").release(profile_id);
     }
 
     /// Likes acknowledged on a given (UTC) day.

@@ -20,6 +20,7 @@ mod handle;
 mod record;
 
 pub use handle::JournalHandle;
+
 pub use record::Record;
 
 /// File name of the decision records.
@@ -91,22 +92,54 @@ impl Files {
 pub(crate) struct Index {
     /// Profiles recorded or with an intent written: never decided again.
     decided: HashSet<String>,
-    /// Likes acknowledged per UTC day, for the daily like budget.
+    /// Likes acknowledged per UTC day (of sending), for the daily like budget.
     likes_by_day: HashMap<chrono::NaiveDate, u64>,
+    /// Profiles claimed by a task of this run and not recorded yet: a repeat is dropped.
+    in_flight: HashSet<String>,
+}
+
+/// What a profile id is to the daemon when a source offers it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// New: it is now claimed by the caller, who must record it or release it.
+    New,
+    /// A task of this run is deciding it right now.
+    InFlight,
+    /// Recorded, or an intent awaits resolution.
+    Decided,
 }
 
 impl Index {
     /// Takes note of a record written to `decisions.jsonl`.
     pub(crate) fn note_record(&mut self, record: &Record) {
+        self.in_flight.remove(&record.profile_id);
         self.decided.insert(record.profile_id.clone());
         if record.decision == Decision::Like && record.sent {
-            *self.likes_by_day.entry(record.at.date_naive()).or_insert(0) += 1;
+            let day = record.sent_at.unwrap_or(record.at).date_naive();
+            *self.likes_by_day.entry(day).or_insert(0) += 1;
         }
     }
 
     /// Takes note of an intent written to `pending.jsonl`.
     pub(crate) fn note_intent(&mut self, record: &Record) {
+        self.in_flight.remove(&record.profile_id);
         self.decided.insert(record.profile_id.clone());
+    }
+
+    /// Claims `profile_id` for deciding, unless it is decided or being decided.
+    pub(crate) fn claim(&mut self, profile_id: &str) -> Claim {
+        if self.decided.contains(profile_id) {
+            Claim::Decided
+        } else if self.in_flight.insert(profile_id.to_string()) {
+            Claim::New
+        } else {
+            Claim::InFlight
+        }
+    }
+
+    /// Gives up a claim that ended without a record or an intent.
+    pub(crate) fn release(&mut self, profile_id: &str) {
+        self.in_flight.remove(profile_id);
     }
 
     /// Whether `profile_id` was decided before (recorded, or an intent awaiting resolution).
@@ -296,6 +329,7 @@ mod tests {
             source: "replay".into(),
             at: Utc::now(),
             sent,
+            sent_at: None,
             outcome: None,
             error: None,
             dry_run: false,

@@ -25,6 +25,10 @@ pub struct Record {
     pub at: DateTime<Utc>,
     /// Whether the source acknowledged a swipe.
     pub sent: bool,
+    /// When the source acknowledged the swipe: a like counts against the daily budget of this day,
+    /// not of the day it was decided. Absent in records written before it existed (then `at`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sent_at: Option<DateTime<Utc>>,
     /// What the source answered to the swipe.
     pub outcome: Option<SwipeOutcome>,
     /// Why the profile was skipped without scoring (a broken profile), if so.

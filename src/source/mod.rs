@@ -54,10 +54,17 @@ pub enum SourceError {
     /// Worth retrying later (network trouble, 5xx, malformed body).
     #[error("{0}")]
     Transient(String),
-    /// No swipes (or no likes) are accepted before `until`.
+    /// No calls at all are accepted before `until` (HTTP 429, a rate limit inside a 200 body).
     #[error("rate limited until {until}")]
     RateLimited {
         /// When to try again.
+        until: chrono::DateTime<chrono::Utc>,
+    },
+    /// No likes are accepted before `until` (out of likes); passes and recommendations go on. A
+    /// like answered so was not taken.
+    #[error("out of likes until {until}")]
+    OutOfLikes {
+        /// When likes are accepted again (the API's time, else the configured wait).
         until: chrono::DateTime<chrono::Utc>,
     },
     /// The credentials were refused; nothing will work until they are replaced.
@@ -105,6 +112,12 @@ pub trait ProfileSource: Send + Sync {
     /// Adapts to the model now in charge (at start and after every SIGHUP that loads a model), e.g.
     /// to download photos of a fitting size. Sources whose photos come as they are ignore it.
     fn use_photo_needs(&self, _needs: PhotoNeeds) {}
+
+    /// The longest one call of this source may take, its own retries and their backoff included
+    /// (the watchdog is fed while a call waits on purpose, up to this long).
+    fn longest_call(&self) -> Duration {
+        Duration::from_secs(60)
+    }
 
     /// The next candidates.
     async fn candidates(&self) -> Result<Candidates, SourceError>;

@@ -101,6 +101,10 @@ impl ProfileSource for RecordingSource {
         self.inner.use_photo_needs(needs);
     }
 
+    fn longest_call(&self) -> std::time::Duration {
+        self.inner.longest_call()
+    }
+
     fn reload_credentials(&self) -> Result<(), SourceError> {
         self.inner.reload_credentials()
     }

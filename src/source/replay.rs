@@ -109,10 +109,16 @@ impl ProfileSource for ReplaySource {
                 .file_name()
                 .map_or_else(|| folder.display().to_string(), |n| n.to_string_lossy().into_owned());
             match Self::read_profile(&folder) {
-                Ok(p) if folders.contains_key(&p.id) => rejected.push(Rejected {
-                    reason: format!("{label}: duplicate profile id `{}`", p.id),
-                    id: p.id,
-                }),
+                Ok(p) if folders.contains_key(&p.id) => {
+                    // The first folder with this id is decided; nothing is journaled for the
+                    // others, which would otherwise be recorded under the first one's id.
+                    tracing::warn!(
+                        profile = %p.id,
+                        kept = %folders[&p.id].display(),
+                        ignored = %folder.display(),
+                        "two recorded profiles share an id: the first is decided, the other ignored"
+                    );
+                }
                 Ok(p) => {
                     folders.insert(p.id.clone(), folder);
                     profiles.push(p);
@@ -193,9 +199,11 @@ mod tests {
         };
         assert_eq!(profiles.iter().map(|p| p.id.as_str()).collect::<Vec<_>>(), ["p1", "p2"]);
         assert_eq!(profiles[1].extra["age"], 30);
-        assert_eq!(rejected.len(), 2);
+        // The broken folder is rejected; the second folder with id p1 is ignored, not rejected
+        // under p1 (which would journal a skip over the valid profile).
+        assert_eq!(rejected.len(), 1);
         assert!(rejected[0].reason.contains("profile.json"), "{:?}", rejected[0]);
-        assert!(rejected[1].reason.contains("duplicate"), "{:?}", rejected[1]);
+        assert_eq!(rejected[0].id, "c");
         assert!(matches!(source.candidates().await.unwrap(), Candidates::Exhausted));
         let err = source.photo(&profiles[1], "1.jpg").await.unwrap_err();
         assert!(err.to_string().contains("1.jpg"), "{err}");

@@ -2,9 +2,10 @@
 //! likes through `GET /like/{id}`, passes through `GET /pass/{id}`, with the token in `X-Auth-Token`.
 //!
 //! It behaves like a careful human client: retries with exponential backoff and jitter on 5xx,
-//! timeouts and connection errors; HTTP 429 honours `Retry-After`; rate limits reported inside HTTP 200
-//! bodies, out-of-likes notices and `rate_limited_until` become [`SourceError::RateLimited`], so the
-//! daemon waits without calling again; empty or timed-out recommendations back off; a 401 is
+//! timeouts and connection errors; HTTP 429 honours `Retry-After` and rate limits reported inside
+//! HTTP 200 bodies become [`SourceError::RateLimited`], so the daemon waits without calling again;
+//! out-of-likes notices and `rate_limited_until` become [`SourceError::OutOfLikes`] (or a like
+//! outcome that says when the next may go), so likes stop while passes go on; empty or timed-out recommendations back off; a 401 is
 //! [`SourceError::Unauthorized`]. A malformed body fails that call only. The token is never logged.
 
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -192,6 +193,12 @@ impl ProfileSource for TinderSource {
         self.photo_side.store(needs.side, Ordering::Relaxed);
     }
 
+    fn longest_call(&self) -> Duration {
+        // Every attempt may run into the request timeout, and each retry waits at most 30 s.
+        let attempts = self.settings.max_retries + 1;
+        (Duration::from_secs(self.settings.request_timeout_secs) + Duration::from_secs(30)) * attempts
+    }
+
     fn reload_credentials(&self) -> Result<(), SourceError> {
         self.set_token(load_token(&self.settings)?);
         Ok(())
@@ -224,7 +231,7 @@ impl ProfileSource for TinderSource {
             Ok(Recs::RateLimited) => Err(SourceError::RateLimited {
                 until: Utc::now() + chrono::Duration::seconds(self.settings.rate_limit_wait_secs as i64),
             }),
-            Ok(Recs::OutOfLikes) => Err(SourceError::RateLimited {
+            Ok(Recs::OutOfLikes) => Err(SourceError::OutOfLikes {
                 until: Utc::now() + chrono::Duration::seconds(self.settings.out_of_likes_wait_secs as i64),
             }),
             Ok(Recs::Empty(reason)) => Ok(backoff_wait(&reason)),
@@ -267,6 +274,10 @@ impl ProfileSource for TinderSource {
         let body = self
             .get_json(self.url(&[action, &profile.id]), &format!("{action} {}", profile.id))
             .await?;
-        parse_swipe(&body, Utc::now())
+        parse_swipe(
+            &body,
+            Utc::now(),
+            Duration::from_secs(self.settings.out_of_likes_wait_secs),
+        )
     }
 }

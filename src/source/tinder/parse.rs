@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
+use std::time::Duration;
 
 use crate::profile::{Profile, SwipeOutcome};
 use crate::source::{Rejected, SourceError};
@@ -32,11 +33,13 @@ pub fn pick_photo_url(photo: &Value, side: u32) -> Option<String> {
         })
         .unwrap_or_default();
     let side = u64::from(side);
+    // Sizes come from a stranger's JSON: the area is computed where no width or height can overflow.
+    let area = |(w, h, _): &&(u64, u64, &str)| u128::from(*w) * u128::from(*h);
     files
         .iter()
         .filter(|(w, h, _)| *w >= side && *h >= side)
-        .min_by_key(|(w, h, _)| w * h)
-        .or_else(|| files.iter().max_by_key(|(w, h, _)| w * h))
+        .min_by_key(area)
+        .or_else(|| files.iter().max_by_key(area))
         .map(|(_, _, url)| url.to_string())
         .or_else(|| photo["url"].as_str().map(str::to_string))
 }
@@ -132,8 +135,14 @@ pub fn parse_recs(body: &Value, side: u32) -> Result<Recs, String> {
     Ok(Recs::Profiles(profiles, rejected))
 }
 
-/// What a like or pass answered.
-pub fn parse_swipe(body: &Value, now: DateTime<Utc>) -> Result<SwipeOutcome, SourceError> {
+/// What a like or pass answered, read at `now`. `out_of_likes_wait` is how long likes pause when the
+/// API says none are left without saying until when (or with a time already past).
+///
+/// - `rate_limited_until` in the future with no likes left: the like was not taken
+///   ([`SourceError::OutOfLikes`]); it is sent again once the time has come.
+/// - no likes left otherwise (`likes_remaining: 0`, no time or a past one): the like was taken, and
+///   the outcome's `rate_limited_until` says when the next one may go (now + `out_of_likes_wait`).
+pub fn parse_swipe(body: &Value, now: DateTime<Utc>, out_of_likes_wait: Duration) -> Result<SwipeOutcome, SourceError> {
     if !body.is_object() {
         return Err(SourceError::Transient("the swipe answer is not a JSON object".into()));
     }
@@ -141,16 +150,21 @@ pub fn parse_swipe(body: &Value, now: DateTime<Utc>) -> Result<SwipeOutcome, Sou
         .as_i64()
         .and_then(DateTime::<Utc>::from_timestamp_millis);
     let likes_remaining = body["likes_remaining"].as_u64();
-    if let Some(until) = until.filter(|u| *u > now) {
+    let future = until.filter(|u| *u > now);
+    if let Some(until) = future {
         if likes_remaining.unwrap_or(0) == 0 {
-            // The like was not taken: wait until then before calling like again.
-            return Err(SourceError::RateLimited { until });
+            return Err(SourceError::OutOfLikes { until });
         }
     }
+    let rate_limited_until = match (future, likes_remaining) {
+        (Some(until), _) => Some(until),
+        (None, Some(0)) => Some(now + out_of_likes_wait),
+        (None, _) => None,
+    };
     Ok(SwipeOutcome {
         matched: body["match"].is_object(),
         likes_remaining,
-        rate_limited_until: until,
+        rate_limited_until,
     })
 }
 
@@ -183,6 +197,23 @@ mod tests {
             panic!()
         };
         assert!(big[0].photos[0].contains("/640x640_"));
+    }
+
+    #[test]
+    fn photo_sizes_near_the_integer_limits_neither_overflow_nor_panic() {
+        let huge = u64::MAX;
+        let photo = serde_json::json!({"url": "https://h/original.jpg", "processedFiles": [
+            {"width": huge, "height": huge, "url": "https://h/huge.jpg"},
+            {"width": 1u64 << 32, "height": 1u64 << 32, "url": "https://h/big.jpg"},
+            {"width": 84, "height": 84, "url": "https://h/84.jpg"},
+        ]});
+        assert_eq!(pick_photo_url(&photo, 224).as_deref(), Some("https://h/big.jpg"));
+        assert_eq!(pick_photo_url(&photo, 64).as_deref(), Some("https://h/84.jpg"));
+        let only_huge = serde_json::json!({"processedFiles": [
+            {"width": huge, "height": 2, "url": "https://h/a.jpg"},
+            {"width": huge, "height": huge, "url": "https://h/b.jpg"},
+        ]});
+        assert_eq!(pick_photo_url(&only_huge, 224).as_deref(), Some("https://h/b.jpg"));
     }
 
     #[test]
@@ -228,22 +259,31 @@ mod tests {
     #[test]
     fn swipe_answers_are_read() {
         let now = Utc::now();
+        let wait = Duration::from_secs(3600);
         assert_eq!(
-            parse_swipe(&fixture("like.json"), now).unwrap(),
+            parse_swipe(&fixture("like.json"), now, wait).unwrap(),
             SwipeOutcome {
                 matched: false,
                 likes_remaining: Some(100),
                 rate_limited_until: None
             }
         );
-        let m = parse_swipe(&fixture("like_match.json"), now).unwrap();
+        let m = parse_swipe(&fixture("like_match.json"), now, wait).unwrap();
         assert!(m.matched);
         assert_eq!(m.likes_remaining, Some(99));
-        assert!(parse_swipe(&fixture("pass.json"), now).is_ok());
-        let before = DateTime::<Utc>::from_timestamp_millis(1764403200000 - 1000).unwrap();
+        assert!(parse_swipe(&fixture("pass.json"), now, wait).is_ok());
+        // Before its time: the like was not taken, likes stop until then.
+        let until = DateTime::<Utc>::from_timestamp_millis(1764403200000).unwrap();
+        let before = until - chrono::Duration::seconds(1);
         assert!(matches!(
-            parse_swipe(&fixture("like_rate_limited.json"), before),
-            Err(SourceError::RateLimited { .. })
+            parse_swipe(&fixture("like_rate_limited.json"), before, wait),
+            Err(SourceError::OutOfLikes { until: u }) if u == until
         ));
+        // After its time, still no likes left: taken, but the next like waits the configured time.
+        let after = until + chrono::Duration::seconds(1);
+        let o = parse_swipe(&fixture("like_rate_limited.json"), after, wait).unwrap();
+        assert_eq!(o.rate_limited_until, Some(after + wait));
+        let o = parse_swipe(&serde_json::json!({"match": false, "likes_remaining": 0}), now, wait).unwrap();
+        assert_eq!(o.rate_limited_until, Some(now + wait));
     }
 }
