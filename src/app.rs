@@ -22,6 +22,20 @@ pub const EXIT_CONFIG: u8 = 78;
 pub const EXIT_UNAUTHORIZED: u8 = 77;
 /// Exit code for any other failure.
 pub const EXIT_FAILURE: u8 = 1;
+/// Exit code for a failure that may pass by itself (sysexits' EX_TEMPFAIL): a full disk, a journal
+/// write that failed, another daemon on the state directory. systemd restarts on it.
+pub const EXIT_TEMPFAIL: u8 = 75;
+
+/// The exit code for a daemon error: temporary journal trouble is 75 (restart later), a model or
+/// runtime that cannot be loaded 78 (needs a person), a refused token 77.
+fn exit_code(e: &DaemonError, at_start: bool) -> u8 {
+    match e {
+        DaemonError::Journal(j) if j.is_temporary() => EXIT_TEMPFAIL,
+        DaemonError::Unauthorized(_) => EXIT_UNAUTHORIZED,
+        _ if at_start => EXIT_CONFIG,
+        _ => EXIT_FAILURE,
+    }
+}
 
 /// Sets up tracing: `format` lines at `level` (overridden by `SWIPEBOT_LOG` when set) on stderr.
 pub fn init_logging(format: LogFormat, level: &str) {
@@ -155,8 +169,9 @@ fn serve(settings: Settings, config_path: Option<PathBuf>, log_format: Option<Lo
             Ok(d) => Arc::new(d),
             Err(e) => {
                 eprintln!("error: {e}");
-                // A model, runtime or journal that cannot be loaded needs a person, not a restart.
-                return ExitCode::from(EXIT_CONFIG);
+                // A model, runtime or journal that cannot be loaded needs a person, not a restart;
+                // a full disk or a state directory in use may pass.
+                return ExitCode::from(exit_code(&e, true));
             }
         };
         notify(&[sd_notify::NotifyState::Ready]);
@@ -180,13 +195,9 @@ fn serve(settings: Settings, config_path: Option<PathBuf>, log_format: Option<Lo
                 println!("summary: {summary}");
                 ExitCode::SUCCESS
             }
-            Err(e @ DaemonError::Unauthorized(_)) => {
-                eprintln!("error: {e}");
-                ExitCode::from(EXIT_UNAUTHORIZED)
-            }
             Err(e) => {
                 eprintln!("error: {e}");
-                ExitCode::from(EXIT_FAILURE)
+                ExitCode::from(exit_code(&e, false))
             }
         }
     })

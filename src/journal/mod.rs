@@ -11,7 +11,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::profile::Decision;
@@ -28,6 +28,9 @@ pub const DECISIONS: &str = "decisions.jsonl";
 /// File name of the swipe intents.
 pub const PENDING: &str = "pending.jsonl";
 
+/// File in the state directory that the running daemon holds locked (and writes its pid into).
+pub const LOCK: &str = "lock";
+
 /// The journal could not be opened or written.
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
@@ -39,16 +42,36 @@ pub enum JournalError {
         /// The error.
         source: std::io::Error,
     },
-    /// A complete line that is not a record: something else wrote to the file.
-    #[error("journal {path}, line {line}: not a decision record ({message}); move the file aside to start a new journal", path = path.display())]
-    Corrupt {
+    /// A write failed (a full disk, a short write): the file was rolled back to its last complete
+    /// line and nothing more is appended by this process.
+    #[error("journal {path}: write failed ({source}); rolled back to the last complete record, nothing more is written until a restart", path = path.display())]
+    Write {
         /// The file.
         path: PathBuf,
-        /// 1-based line number.
-        line: usize,
-        /// The parse error.
-        message: String,
+        /// The error.
+        source: std::io::Error,
     },
+    /// Another daemon holds the state directory.
+    #[error("state directory {dir} is in use by another swipebot (pid {pid}); stop it, or give this one another state.dir", dir = dir.display())]
+    Locked {
+        /// The state directory.
+        dir: PathBuf,
+        /// The holder's pid as it wrote it ("unknown" if unreadable).
+        pid: String,
+    },
+}
+
+impl JournalError {
+    /// Whether the failure may pass by itself (a full disk, another daemon on the state
+    /// directory), so a restart later can succeed: the process exits with EX_TEMPFAIL (75), which
+    /// systemd restarts.
+    pub fn is_temporary(&self) -> bool {
+        use std::io::ErrorKind::{QuotaExceeded, StorageFull, WriteZero};
+        match self {
+            JournalError::Write { .. } | JournalError::Locked { .. } => true,
+            JournalError::Io { source, .. } => matches!(source.kind(), StorageFull | QuotaExceeded | WriteZero),
+        }
+    }
 }
 
 /// An open journal: its files, what has been decided so far, and the intents a crash left
@@ -66,23 +89,84 @@ pub struct Journal {
 /// The journal's two append-only files, each write synced before it returns.
 #[derive(Debug)]
 pub(crate) struct Files {
-    /// The state directory.
-    dir: PathBuf,
-    /// `decisions.jsonl`, opened for appending.
-    decisions: File,
-    /// `pending.jsonl`, opened for appending.
-    pending: File,
+    /// `decisions.jsonl`.
+    decisions: AppendFile,
+    /// `pending.jsonl`.
+    pending: AppendFile,
+    /// The state directory's lock, held as long as the journal is open.
+    _lock: File,
 }
 
 impl Files {
     /// Appends and syncs a final record to `decisions.jsonl`.
     pub(crate) fn append_record(&mut self, record: &Record) -> Result<(), JournalError> {
-        append(&mut self.decisions, &self.dir.join(DECISIONS), record)
+        self.decisions.append(record)
     }
 
     /// Appends and syncs a swipe intent to `pending.jsonl`.
     pub(crate) fn append_intent(&mut self, record: &Record) -> Result<(), JournalError> {
-        append(&mut self.pending, &self.dir.join(PENDING), record)
+        self.pending.append(record)
+    }
+}
+
+/// One JSON Lines file opened for appending, with the length of its last complete line, so a
+/// failed write can be rolled back and never leaves half a line for later appends to follow.
+#[derive(Debug)]
+struct AppendFile {
+    /// The file.
+    path: PathBuf,
+    /// The open handle (append mode).
+    file: File,
+    /// Length up to the end of the last complete line written.
+    len: u64,
+    /// A write failed: this process appends nothing more (the disk may be full).
+    broken: bool,
+}
+
+impl AppendFile {
+    /// Opens `path` for appending (creating it).
+    fn open(path: &Path) -> Result<Self, JournalError> {
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(io_err(path))?;
+        let len = file.metadata().map_err(io_err(path))?.len();
+        Ok(AppendFile {
+            path: path.to_path_buf(),
+            file,
+            len,
+            broken: false,
+        })
+    }
+
+    /// Writes one record as a line and syncs it; on failure, cuts the file back to its last
+    /// complete line and refuses every later append.
+    fn append(&mut self, record: &Record) -> Result<(), JournalError> {
+        if self.broken {
+            return Err(JournalError::Write {
+                path: self.path.clone(),
+                source: std::io::Error::other("an earlier write failed"),
+            });
+        }
+        let mut line = serde_json::to_vec(record).expect("records serialise");
+        line.push(b'\n');
+        match self.file.write_all(&line).and_then(|()| self.file.sync_data()) {
+            Ok(()) => {
+                self.len += line.len() as u64;
+                Ok(())
+            }
+            Err(source) => {
+                self.broken = true;
+                if let Err(e) = self.file.set_len(self.len).and_then(|()| self.file.sync_all()) {
+                    tracing::error!(file = %self.path.display(), "could not roll back a failed write: {e}; the next start cuts the torn line off");
+                }
+                Err(JournalError::Write {
+                    path: self.path.clone(),
+                    source,
+                })
+            }
+        }
     }
 }
 
@@ -161,81 +245,98 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> JournalError + '_ {
     }
 }
 
-/// Reads the records of a JSON Lines file, cutting off a torn last line.
+/// Reads the records of a JSON Lines file. A last line without its newline is a write cut short:
+/// it is cut off (nothing was acted on for it). A complete line that is not a record is damage: the
+/// file is moved aside whole (kept, named in an error log line) and a new file with the valid
+/// records takes its place, so the daemon carries on from them.
 fn read_records(path: &Path) -> Result<Vec<Record>, JournalError> {
-    let file = match File::open(path) {
-        Ok(f) => f,
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(io_err(path)(e)),
     };
-    let mut reader = BufReader::new(file);
-    let (mut records, mut good_len, mut line_no) = (Vec::new(), 0u64, 0usize);
-    let mut buf = Vec::new();
-    loop {
-        buf.clear();
-        let n = reader.read_until(b'\n', &mut buf).map_err(io_err(path))?;
-        if n == 0 {
+    let (mut records, mut kept, mut damaged) = (Vec::new(), Vec::new(), Vec::new());
+    let mut complete_len = 0;
+    for (i, line) in bytes.split_inclusive(|b| *b == b'\n').enumerate() {
+        if line.last() != Some(&b'\n') {
             break;
         }
-        line_no += 1;
-        // A last line without its newline is a write cut short, whatever it holds.
-        if buf.last() != Some(&b'\n') {
-            break;
+        complete_len += line.len();
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
         }
-        match serde_json::from_slice::<Record>(&buf) {
+        match serde_json::from_slice::<Record>(line) {
             Ok(r) => {
                 records.push(r);
-                good_len += n as u64;
+                kept.extend_from_slice(line);
             }
-            Err(e) => {
-                // A complete but unparsable line is only acceptable as the very last one (torn
-                // inside a partially flushed write); anywhere else it is corruption.
-                let mut rest = Vec::new();
-                std::io::Read::read_to_end(&mut reader, &mut rest).map_err(io_err(path))?;
-                if rest.iter().all(u8::is_ascii_whitespace) {
-                    break;
-                }
-                return Err(JournalError::Corrupt {
-                    path: path.to_path_buf(),
-                    line: line_no,
-                    message: e.to_string(),
-                });
-            }
+            Err(e) => damaged.push(format!("line {}: {e}", i + 1)),
         }
     }
-    let len = std::fs::metadata(path).map_err(io_err(path))?.len();
-    if len != good_len {
-        tracing::warn!(file = %path.display(), cut = len - good_len, "journal ended in a torn write; cutting it off");
+    if !damaged.is_empty() {
+        let aside = path.with_extension(format!("jsonl.damaged-{}", chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ")));
+        std::fs::rename(path, &aside).map_err(io_err(path))?;
+        swipebot_core::fsutil::write_atomic(path, &kept).map_err(io_err(path))?;
+        tracing::error!(
+            file = %path.display(),
+            moved_to = %aside.display(),
+            damaged = %damaged.join("; "),
+            kept = records.len(),
+            "journal lines that are not records: the file was moved aside (kept as it was) and the valid records carried on; look at it before deleting it"
+        );
+    } else if complete_len != bytes.len() {
+        tracing::warn!(file = %path.display(), cut = bytes.len() - complete_len, "journal ended in a torn write; cutting it off");
         let f = OpenOptions::new().write(true).open(path).map_err(io_err(path))?;
-        f.set_len(good_len).map_err(io_err(path))?;
+        f.set_len(complete_len as u64).map_err(io_err(path))?;
         f.sync_all().map_err(io_err(path))?;
     }
     Ok(records)
 }
 
-/// Opens `path` for appending, creating it.
-fn open_append(path: &Path) -> Result<File, JournalError> {
-    let mut f = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .map_err(io_err(path))?;
-    f.seek(SeekFrom::End(0)).map_err(io_err(path))?;
-    Ok(f)
+/// Syncs a directory, so the files created in it survive a crash. File systems that cannot sync a
+/// directory (they return an error for the attempt) are left as they are.
+fn sync_dir(dir: &Path) -> Result<(), JournalError> {
+    let d = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
+    match File::open(d).and_then(|f| f.sync_all()) {
+        Err(e) if e.kind() == std::io::ErrorKind::StorageFull => Err(io_err(d)(e)),
+        _ => Ok(()),
+    }
 }
 
-/// Writes one record as a line and syncs it.
-fn append(file: &mut File, path: &Path, record: &Record) -> Result<(), JournalError> {
-    let mut line = serde_json::to_vec(record).expect("records serialise");
-    line.push(b'\n');
-    file.write_all(&line).map_err(io_err(path))?;
-    file.sync_data().map_err(io_err(path))
+/// Takes the state directory's exclusive lock (`flock` on `dir/lock`) and writes this process's
+/// pid into it; another daemon holding it is [`JournalError::Locked`], naming its pid.
+fn lock_dir(dir: &Path) -> Result<File, JournalError> {
+    let path = dir.join(LOCK);
+    let mut file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .map_err(io_err(&path))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let pid = std::fs::read_to_string(&path).unwrap_or_default().trim().to_string();
+            return Err(JournalError::Locked {
+                dir: dir.to_path_buf(),
+                pid: if pid.is_empty() { "unknown".into() } else { pid },
+            });
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(io_err(&path)(e)),
+    }
+    file.set_len(0).map_err(io_err(&path))?;
+    file.write_all(format!("{}\n", std::process::id()).as_bytes())
+        .map_err(io_err(&path))?;
+    Ok(file)
 }
 
 impl Journal {
     /// Opens (creating if needed) the journal in `dir` and recovers from any crash.
     pub fn open(dir: &Path) -> Result<Self, JournalError> {
+        let created = !dir.join(DECISIONS).exists();
         std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+        let lock = lock_dir(dir)?;
         let decisions_path = dir.join(DECISIONS);
         let pending_path = dir.join(PENDING);
         let records = read_records(&decisions_path)?;
@@ -261,15 +362,19 @@ impl Journal {
         for r in unresolved.values() {
             index.note_intent(r);
         }
-        Ok(Journal {
-            files: Files {
-                decisions: open_append(&decisions_path)?,
-                pending: open_append(&pending_path)?,
-                dir: dir.to_path_buf(),
-            },
-            index,
-            unresolved,
-        })
+        let files = Files {
+            decisions: AppendFile::open(&decisions_path)?,
+            pending: AppendFile::open(&pending_path)?,
+            _lock: lock,
+        };
+        if created {
+            // A new journal's directory entries must survive a crash too: sync the state
+            // directory and the folder it was created in.
+            for d in [Some(dir), dir.parent()].into_iter().flatten() {
+                sync_dir(d)?;
+            }
+        }
+        Ok(Journal { files, index, unresolved })
     }
 
     /// Whether `profile_id` was decided before (recorded, or an intent awaiting resolution).
@@ -383,11 +488,50 @@ mod tests {
     }
 
     #[test]
-    fn corruption_in_the_middle_is_an_error_naming_the_line() {
+    fn a_damaged_line_moves_the_file_aside_and_the_valid_records_carry_on() {
         let dir = tempfile::tempdir().unwrap();
-        let line = serde_json::to_string(&record("a", Decision::Pass, true)).unwrap();
-        std::fs::write(dir.path().join(DECISIONS), format!("{line}\nnot json\n{line}\n")).unwrap();
-        let err = Journal::open(dir.path()).unwrap_err().to_string();
-        assert!(err.contains("line 2") && err.contains(DECISIONS), "{err}");
+        let a = serde_json::to_string(&record("a", Decision::Pass, true)).unwrap();
+        let c = serde_json::to_string(&record("c", Decision::Like, true)).unwrap();
+        // A complete line that is not a record, in the middle and as the last line (a model that
+        // wrote `"score": null` before non-finite scores became photo errors).
+        let null_score = a.replace("0.5", "null").replace("\"a\"", "\"b\"");
+        let original = format!("{a}\nnot json\n{c}\n{null_score}\n");
+        std::fs::write(dir.path().join(DECISIONS), &original).unwrap();
+        let j = Journal::open(dir.path()).unwrap();
+        assert!(j.is_decided("a") && j.is_decided("c") && !j.is_decided("b"));
+        let aside: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.to_string_lossy().contains(".damaged-"))
+            .collect();
+        assert_eq!(aside.len(), 1, "{aside:?}");
+        assert_eq!(std::fs::read_to_string(&aside[0]).unwrap(), original, "kept as it was");
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join(DECISIONS)).unwrap(),
+            format!("{a}\n{c}\n")
+        );
+    }
+
+    #[test]
+    fn a_second_journal_on_the_same_directory_is_refused_naming_the_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        let _first = Journal::open(dir.path()).unwrap();
+        let err = Journal::open(dir.path()).unwrap_err();
+        assert!(err.is_temporary());
+        let text = err.to_string();
+        assert!(text.contains(&format!("pid {}", std::process::id())), "{text}");
+        drop(_first);
+        Journal::open(dir.path()).expect("free again once the first is closed");
+    }
+
+    #[test]
+    fn a_failed_write_appends_nothing_more() {
+        // /dev/full answers every write with ENOSPC.
+        let mut full = AppendFile::open(Path::new("/dev/full")).unwrap();
+        let err = full.append(&record("a", Decision::Pass, true)).unwrap_err();
+        assert!(err.is_temporary(), "{err}");
+        assert!(matches!(err, JournalError::Write { .. }));
+        let again = full.append(&record("b", Decision::Pass, true)).unwrap_err();
+        assert!(again.to_string().contains("earlier write failed"), "{again}");
     }
 }
