@@ -15,6 +15,7 @@ use crate::source::recorder::RecordingSource;
 use crate::source::replay::ReplaySource;
 use crate::source::tinder::{self, TinderSource};
 use crate::source::{ProfileSource, SetupError};
+use crate::vision::scorer::{Scorer, ScorerError};
 
 /// Exit code for a configuration error (sysexits' EX_CONFIG): systemd does not restart on it.
 pub const EXIT_CONFIG: u8 = 78;
@@ -32,6 +33,8 @@ fn exit_code(e: &DaemonError, at_start: bool) -> u8 {
     match e {
         DaemonError::Journal(j) if j.is_temporary() => EXIT_TEMPFAIL,
         DaemonError::Unauthorized(_) => EXIT_UNAUTHORIZED,
+        // A model that scores nothing needs a person, not a restart.
+        DaemonError::Engine(_) => EXIT_CONFIG,
         _ if at_start => EXIT_CONFIG,
         _ => EXIT_FAILURE,
     }
@@ -57,15 +60,45 @@ fn config_error(e: &ConfigError) -> ExitCode {
     ExitCode::from(EXIT_CONFIG)
 }
 
-/// `swipebot check-config`: validates and prints the effective settings.
+/// `swipebot check-config`: the pre-flight to run before starting the service. Validates every
+/// key, then does what `run` does before its first fetch (builds the source with its token, loads
+/// the model on the requested device and checks it, takes the state directory's lock) and prints
+/// the effective settings. Exit 0 only when `run` would start; else 78, naming the key.
 pub fn check_config(path: PathBuf) -> ExitCode {
-    match Settings::load(&path) {
+    match Settings::load(&path).and_then(|s| preflight(&s).map(|()| s)) {
         Ok(s) => {
             print!("{}", s.to_toml());
             ExitCode::SUCCESS
         }
         Err(e) => config_error(&e),
     }
+}
+
+/// What `run` needs beyond valid keys, each failure named by the key that fixes it.
+fn preflight(settings: &Settings) -> Result<(), ConfigError> {
+    make_source(settings).map_err(|e| match e {
+        SetupError::Config { key, message } => ConfigError::Invalid { key, message },
+        other => ConfigError::Invalid {
+            key: "source.kind",
+            message: other.to_string(),
+        },
+    })?;
+    let options = crate::daemon::live::scorer_options(settings);
+    Scorer::load(&settings.model.path, &options).map_err(|e| {
+        let key = match &e {
+            ScorerError::Runtime(_) => "runtime.library",
+            ScorerError::GpuUnavailable(_) => "runtime.require_gpu",
+            _ => "model.path",
+        };
+        ConfigError::Invalid {
+            key,
+            message: e.to_string(),
+        }
+    })?;
+    crate::journal::check_dir(&settings.state.dir).map_err(|e| ConfigError::Invalid {
+        key: "state.dir",
+        message: e.to_string(),
+    })
 }
 
 /// `swipebot run --config FILE`.

@@ -232,6 +232,9 @@ pub struct PipelineSettings {
     pub max_photo_pixels: u64,
     /// On SIGTERM, how long in-flight profiles get to finish, in seconds.
     pub shutdown_grace_secs: u64,
+    /// Profiles in a row the scoring engine may fail on (a broken model, a scorer gone) before the
+    /// daemon stops; such profiles are never journaled.
+    pub max_engine_failures: u32,
 }
 
 impl Default for PipelineSettings {
@@ -244,6 +247,7 @@ impl Default for PipelineSettings {
             max_photo_bytes: Limits::default().max_bytes,
             max_photo_pixels: Limits::default().max_pixels,
             shutdown_grace_secs: 10,
+            max_engine_failures: 3,
         }
     }
 }

@@ -146,6 +146,12 @@ const BOUNDS: &[Bound] = &[
         max: 400_000_000.0,
     },
     Bound {
+        key: "pipeline.max_engine_failures",
+        value: |s| Some(f64::from(s.pipeline.max_engine_failures)),
+        min: 1.0,
+        max: 1000.0,
+    },
+    Bound {
         key: "pipeline.shutdown_grace_secs",
         value: |s| Some(s.pipeline.shutdown_grace_secs as f64),
         min: 0.0,

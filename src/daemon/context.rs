@@ -62,6 +62,11 @@ pub(crate) struct Context {
     pub likes: LikeGate,
     /// Floor and ceiling of the waits the source imposes.
     pub waits: Waits,
+    /// Profiles in a row that the scoring engine failed on (not the photos' fault).
+    engine_failures: std::sync::atomic::AtomicU32,
+    /// After this many in a row the daemon stops rather than skip its way through the candidates
+    /// (`pipeline.max_engine_failures`).
+    max_engine_failures: u32,
     /// Milliseconds after `started` of the last sign of life, read by the watchdog.
     heartbeat: AtomicU64,
     /// When the daemon started; the origin of `heartbeat`.
@@ -100,6 +105,8 @@ pub(crate) struct ContextParts {
     pub likes: LikeGate,
     /// See [`Context::waits`].
     pub waits: Waits,
+    /// See [`Context::max_engine_failures`].
+    pub max_engine_failures: u32,
 }
 
 impl Context {
@@ -115,6 +122,8 @@ impl Context {
             stats: Stats::default(),
             likes: parts.likes,
             waits: parts.waits,
+            engine_failures: std::sync::atomic::AtomicU32::new(0),
+            max_engine_failures: parts.max_engine_failures,
             heartbeat: AtomicU64::new(0),
             started: Instant::now(),
             dry_run: parts.dry_run,
@@ -194,6 +203,23 @@ impl Context {
                 _ = tokio::time::sleep(Duration::from_secs(5)) => self.beat(),
             }
         }
+    }
+
+    /// A profile could not be scored because of the engine or the model: it is left undecided (not
+    /// journaled); after `max_engine_failures` such profiles in a row the daemon stops.
+    pub fn engine_failed(&self, profile_id: &str, e: &crate::vision::error::PhotoError) {
+        let n = self.engine_failures.fetch_add(1, Ordering::Relaxed) + 1;
+        tracing::warn!(profile = %profile_id, failures_in_a_row = n, "profile left undecided: {e}");
+        if n >= self.max_engine_failures {
+            self.fail(DaemonError::Engine(format!(
+                "{n} profiles in a row could not be scored; the last error: {e}"
+            )));
+        }
+    }
+
+    /// A profile was scored: the engine works.
+    pub fn engine_ok(&self) {
+        self.engine_failures.store(0, Ordering::Relaxed);
     }
 
     /// Stops the daemon with `e` (the first such error is the one `run` returns).

@@ -15,6 +15,12 @@ pub enum DaemonError {
     /// The source refused the credentials.
     #[error("{0}; put a fresh token in place and restart (see systemd/README.md)")]
     Unauthorized(String),
+    /// The scoring engine or the model failed on profile after profile (a broken model, a scorer
+    /// thread gone): stopping beats skipping through the candidates.
+    #[error(
+        "scoring does not work: {0}; no profile was journaled for it (check the model with `swipebot check-config`)"
+    )]
+    Engine(String),
     /// A profile task failed unexpectedly.
     #[error("internal error: {0}")]
     Internal(String),

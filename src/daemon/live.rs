@@ -67,9 +67,9 @@ fn same_file(live: &Live) -> bool {
         == Some(live.scoring.model_sha256())
 }
 
-/// Loads the model into its scoring threads, with the runtime and photo limits of `settings`.
-fn start_scoring(settings: &Settings) -> Result<Arc<ScoringService>, ScorerError> {
-    let options = ScorerOptions {
+/// How the settings ask for the model to be loaded: runtime library, device, threads, photo limits.
+pub fn scorer_options(settings: &Settings) -> ScorerOptions {
+    ScorerOptions {
         library: settings.runtime.library.clone(),
         device: settings.runtime.device,
         require_gpu: settings.runtime.require_gpu,
@@ -78,10 +78,14 @@ fn start_scoring(settings: &Settings) -> Result<Arc<ScoringService>, ScorerError
             max_bytes: settings.pipeline.max_photo_bytes,
             max_pixels: settings.pipeline.max_photo_pixels,
         },
-    };
+    }
+}
+
+/// Loads the model into its scoring threads, with the runtime and photo limits of `settings`.
+fn start_scoring(settings: &Settings) -> Result<Arc<ScoringService>, ScorerError> {
     ScoringService::start(
         &settings.model.path,
-        &options,
+        &scorer_options(settings),
         settings.runtime.scorer_threads,
         settings.runtime.batch_size,
     )

@@ -82,6 +82,7 @@ impl Daemon {
             photo_timeout: Duration::from_secs(settings.pipeline.photo_timeout_secs),
             wait_for_credentials: settings.source.tinder.on_unauthorized == OnUnauthorized::Wait,
             likes,
+            max_engine_failures: settings.pipeline.max_engine_failures,
             waits: Waits {
                 floor: Duration::from_secs(settings.source.min_wait_secs),
                 ceiling: Duration::from_secs(settings.source.max_wait_secs),

@@ -18,8 +18,15 @@ pub(crate) async fn process(ctx: &Context, live: &Live, profile: Profile) {
     let scores: Vec<PhotoScore> = if profile.placeholder {
         Vec::new()
     } else {
-        futures::future::join_all(profile.photos.iter().map(|p| fetch_and_score(ctx, live, &profile, p))).await
+        let results =
+            futures::future::join_all(profile.photos.iter().map(|p| fetch_and_score(ctx, live, &profile, p))).await;
+        match results.into_iter().collect::<Result<Vec<_>, PhotoError>>() {
+            Ok(scores) => scores,
+            // Not the profile's fault: it is not journaled, so it can be decided another time.
+            Err(e) => return ctx.engine_failed(&profile.id, &e),
+        }
     };
+    ctx.engine_ok();
     let mut decision = live.policy.decide(&profile, &scores);
     // A share of likes goes out as passes, so the pattern of swipes looks human.
     let mixed_pass =
@@ -68,8 +75,9 @@ async fn conclude(ctx: &Context, record: Record, start: Instant) {
 }
 
 /// Fetches one photo from the source (at most `pipeline.photo_concurrency` at once, within
-/// `pipeline.photo_timeout_secs`), then decodes and scores it; a failure becomes the photo's error.
-async fn fetch_and_score(ctx: &Context, live: &Live, profile: &Profile, photo: &str) -> PhotoScore {
+/// `pipeline.photo_timeout_secs`), then decodes and scores it; a failure of the photo becomes its
+/// error, a failure of the scoring engine (or a broken model) is returned as such.
+async fn fetch_and_score(ctx: &Context, live: &Live, profile: &Profile, photo: &str) -> Result<PhotoScore, PhotoError> {
     let bytes = {
         let _slot = ctx.photo_slots.acquire().await.expect("semaphore open");
         tokio::time::timeout(ctx.photo_timeout, ctx.source.photo(profile, photo)).await
@@ -81,18 +89,22 @@ async fn fetch_and_score(ctx: &Context, live: &Live, profile: &Profile, photo: &
         Ok(Err(e)) => Err(PhotoError::Fetch(e)),
         Ok(Ok(bytes)) => live.scoring.decode_and_score(bytes).await,
     };
-    ctx.stats.photo(result.is_ok());
     match result {
-        Ok(score) => PhotoScore::Scored {
-            photo: photo.to_string(),
-            score,
-        },
+        Err(e) if e.is_engine_fault() => Err(e),
+        Ok(score) => {
+            ctx.stats.photo(true);
+            Ok(PhotoScore::Scored {
+                photo: photo.to_string(),
+                score,
+            })
+        }
         Err(error) => {
+            ctx.stats.photo(false);
             tracing::warn!(profile = %profile.id, photo, "photo ignored: {error}");
-            PhotoScore::Failed {
+            Ok(PhotoScore::Failed {
                 photo: photo.to_string(),
                 error: error.to_string(),
-            }
+            })
         }
     }
 }

@@ -274,7 +274,10 @@ fn read_records(path: &Path) -> Result<Vec<Record>, JournalError> {
         }
     }
     if !damaged.is_empty() {
-        let aside = path.with_extension(format!("jsonl.damaged-{}", chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ")));
+        let aside = path.with_extension(format!(
+            "jsonl.damaged-{}",
+            chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ")
+        ));
         std::fs::rename(path, &aside).map_err(io_err(path))?;
         swipebot_core::fsutil::write_atomic(path, &kept).map_err(io_err(path))?;
         tracing::error!(
@@ -293,10 +296,21 @@ fn read_records(path: &Path) -> Result<Vec<Record>, JournalError> {
     Ok(records)
 }
 
+/// Checks that `dir` can hold a journal now: it exists or can be made, it is writable, and no
+/// other daemon holds it (the lock is taken and let go at once). Nothing else is written.
+pub fn check_dir(dir: &Path) -> Result<(), JournalError> {
+    std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+    lock_dir(dir).map(drop)
+}
+
 /// Syncs a directory, so the files created in it survive a crash. File systems that cannot sync a
 /// directory (they return an error for the attempt) are left as they are.
 fn sync_dir(dir: &Path) -> Result<(), JournalError> {
-    let d = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
+    let d = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
     match File::open(d).and_then(|f| f.sync_all()) {
         Err(e) if e.kind() == std::io::ErrorKind::StorageFull => Err(io_err(d)(e)),
         _ => Ok(()),
@@ -374,7 +388,11 @@ impl Journal {
                 sync_dir(d)?;
             }
         }
-        Ok(Journal { files, index, unresolved })
+        Ok(Journal {
+            files,
+            index,
+            unresolved,
+        })
     }
 
     /// Whether `profile_id` was decided before (recorded, or an intent awaiting resolution).

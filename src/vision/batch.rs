@@ -57,7 +57,7 @@ where
             }
             let scores = scorer.score(data)?;
             for (i, s) in pending.drain(..).zip(scores) {
-                results[i] = Some(Ok(s));
+                results[i] = Some(PhotoError::check_score(s));
             }
             data.clear();
             Ok(())

@@ -100,6 +100,32 @@ pub enum ScorerError {
     Inference(String),
 }
 
+/// Checks the graph's input against the model's metadata: `[batch, channels, size, size]` with the
+/// channels and size the metadata promises. A model whose graph and metadata disagree would fail on
+/// every photo (and so, in a daemon, skip profile after profile): it is refused at load.
+fn check_input_shape(session: &Session, info: &ModelInfo) -> Result<(), String> {
+    let want = [
+        -1,
+        info.recipe.channels.count() as i64,
+        i64::from(info.recipe.crop),
+        i64::from(info.recipe.crop),
+    ];
+    let found = match session.inputs().first().map(|i| i.dtype()) {
+        Some(ort::value::ValueType::Tensor { shape, .. }) => shape.to_vec(),
+        other => return Err(format!("input `{INPUT_NAME}` is not a tensor ({other:?})")),
+    };
+    // The batch dimension is free (-1) or any size; the others must match the metadata exactly.
+    let fits = found.len() == 4 && found[1..] == want[1..];
+    if fits {
+        Ok(())
+    } else {
+        Err(format!(
+            "the graph's input `{INPUT_NAME}` is {found:?} but its metadata says {} channel(s) of {}x{} (swipebot.channels, swipebot.input_size): the file was edited or exported wrongly; export it again with `train`",
+            want[1], want[2], want[3]
+        ))
+    }
+}
+
 /// One loaded model, ready to score batches of preprocessed photos.
 pub struct Scorer {
     session: Session,
@@ -191,6 +217,10 @@ impl Scorer {
                 ),
             });
         }
+        check_input_shape(&session, &info).map_err(|message| ScorerError::Invalid {
+            path: path.to_path_buf(),
+            message,
+        })?;
         tracing::info!(model = %path.display(), %device, sha256 = %sha256, input = info.input_size, channels = info.recipe.channels.count(), threshold = info.threshold, "model loaded");
         Ok(Scorer {
             session,

@@ -147,7 +147,7 @@ fn run_thread(mut scorer: Scorer, rx: &Mutex<mpsc::Receiver<Job>>, batch_size: u
         match scorer.score(&data) {
             Ok(scores) => {
                 for (job, score) in jobs.drain(..).zip(scores) {
-                    let _ = job.reply.send(Ok(score));
+                    let _ = job.reply.send(PhotoError::check_score(score));
                 }
             }
             Err(e) => {
