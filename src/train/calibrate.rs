@@ -5,6 +5,16 @@
 //! (golden-section search on `log T`); the export bakes it into the graph. The threshold on the LIKE
 //! probability is then chosen on the calibrated validation probabilities, and the report measures the
 //! result: confusion matrix, ROC AUC and expected calibration error (15 bins) before and after.
+//! [`calibrate`] does all of it and returns the two sections of `report.json` it fills.
+
+use serde::{Serialize, Serializer};
+
+/// The threshold written into a model when nothing could be calibrated (`--epochs 0`, or no
+/// validation split) and none was given: the original experiment's guess.
+pub const DEFAULT_THRESHOLD: f32 = 0.4;
+
+/// Bins of the expected calibration error.
+pub const ECE_BINS: usize = 15;
 
 /// How the recommended threshold is chosen.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
@@ -245,6 +255,112 @@ pub fn ece(p: &[f64], like: &[bool], bins: usize) -> f64 {
         .sum()
 }
 
+/// What temperature scaling found on the validation split (`calibration` in `report.json`).
+#[derive(Debug, Serialize)]
+pub struct Calibration {
+    /// The fitted temperature, baked into the exported graph (1 when nothing was fitted).
+    pub temperature: f64,
+    /// Validation negative log-likelihood at temperature 1.
+    pub nll_before: f64,
+    /// The same at the fitted temperature.
+    pub nll_after: f64,
+    /// Expected calibration error at temperature 1.
+    pub ece_before: f64,
+    /// The same at the fitted temperature.
+    pub ece_after: f64,
+    /// Bins the ECE was measured over ([`ECE_BINS`]).
+    pub ece_bins: usize,
+}
+
+/// Who chose the threshold written into the model.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ChosenBy {
+    /// `--threshold` gave it (written in `report.json` as the string `"--threshold"`).
+    Flag,
+    /// This policy recommended it on the validation split (written as the policy's object).
+    Policy(ThresholdPolicy),
+}
+
+impl Serialize for ChosenBy {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            ChosenBy::Flag => serializer.serialize_str("--threshold"),
+            ChosenBy::Policy(policy) => policy.serialize(serializer),
+        }
+    }
+}
+
+impl std::fmt::Display for ChosenBy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ChosenBy::Flag => f.write_str("from --threshold"),
+            ChosenBy::Policy(ThresholdPolicy::MaxLikeF1) => f.write_str("max LIKE F1"),
+            ChosenBy::Policy(ThresholdPolicy::LikeRate { rate }) => write!(f, "like rate {rate}"),
+        }
+    }
+}
+
+/// The threshold written into the model and how it does on the validation split (`threshold` in
+/// `report.json`).
+#[derive(Debug, Serialize)]
+pub struct ThresholdReport {
+    /// The threshold in the model's metadata.
+    pub value: f32,
+    /// What the policy recommended (written when no `--threshold` is given and a validation split exists).
+    pub recommended: f64,
+    /// Where `value` came from.
+    pub chosen_by: ChosenBy,
+    /// Validation counts at `value`, on the calibrated probabilities.
+    pub confusion: Confusion,
+    /// Validation accuracy at `value`.
+    pub accuracy: f64,
+    /// LIKE F1 at `value`.
+    pub like_f1: f64,
+    /// ROC AUC of the calibrated probabilities; `None` when a class is missing from validation.
+    pub roc_auc: Option<f64>,
+}
+
+/// Fits the temperature on validation `logits` (`[nope, like]`, one pair per photo, LIKE when
+/// `like`), chooses the threshold by `policy` unless `fixed` (`--threshold`) gives it, and measures
+/// both. With no logits (no training or no validation split), the temperature is 1 and the
+/// threshold `fixed` or [`DEFAULT_THRESHOLD`].
+pub fn calibrate(
+    logits: &[[f32; 2]],
+    like: &[bool],
+    policy: ThresholdPolicy,
+    fixed: Option<f32>,
+) -> (Calibration, ThresholdReport) {
+    let margins = margins(logits);
+    let temperature = fit_temperature(&margins, like);
+    let raw = like_probabilities(&margins, 1.0);
+    let scaled = like_probabilities(&margins, temperature);
+    let recommended = choose_threshold(&scaled, like, policy);
+    let (value, chosen_by) = match fixed {
+        Some(t) => (t, ChosenBy::Flag),
+        None if logits.is_empty() => (DEFAULT_THRESHOLD, ChosenBy::Policy(policy)),
+        None => (recommended as f32, ChosenBy::Policy(policy)),
+    };
+    let confusion = Confusion::at(&scaled, like, f64::from(value));
+    let calibration = Calibration {
+        temperature,
+        nll_before: nll(&margins, like, 1.0),
+        nll_after: nll(&margins, like, temperature),
+        ece_before: ece(&raw, like, ECE_BINS),
+        ece_after: ece(&scaled, like, ECE_BINS),
+        ece_bins: ECE_BINS,
+    };
+    let threshold = ThresholdReport {
+        value,
+        recommended,
+        chosen_by,
+        confusion,
+        accuracy: confusion.accuracy(),
+        like_f1: confusion.like_f1(),
+        roc_auc: roc_auc(&scaled, like),
+    };
+    (calibration, threshold)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -303,5 +419,39 @@ mod tests {
         assert_eq!(Confusion::at(&p, &like, t).true_like, 2);
         assert_eq!(Confusion::at(&p, &like, t).false_like, 0);
         assert_eq!(choose_threshold(&[], &[], ThresholdPolicy::MaxLikeF1), 0.5);
+    }
+
+    #[test]
+    fn calibrate_chooses_measures_and_says_who_chose() {
+        // Overconfident but separable logits: the recommended threshold separates them.
+        let logits: Vec<[f32; 2]> = [-8.0f32, -6.0, -4.0, 4.0, 6.0, 8.0].iter().map(|&m| [0.0, m]).collect();
+        let like = [false, false, false, true, true, true];
+        let (cal, th) = calibrate(&logits, &like, ThresholdPolicy::MaxLikeF1, None);
+        // Platt's targets soften a perfectly separated split: a temperature above 1.
+        assert!(cal.temperature > 1.0, "{cal:?}");
+        // The threshold is chosen on the probabilities at that temperature: between the highest
+        // NOPE score and the lowest LIKE score there.
+        let (top_nope, low_like) = (sigmoid(-4.0 / cal.temperature), sigmoid(4.0 / cal.temperature));
+        assert!(top_nope < th.recommended && th.recommended < low_like, "{th:?}");
+        assert!(low_like < sigmoid(4.0), "the probabilities were scaled");
+        assert_eq!(cal.ece_bins, ECE_BINS);
+        assert_eq!(th.value, th.recommended as f32);
+        assert_eq!((th.accuracy, th.like_f1, th.roc_auc), (1.0, 1.0, Some(1.0)));
+        assert_eq!(
+            serde_json::to_value(th.chosen_by).unwrap(),
+            serde_json::json!({"policy": "max_like_f1"})
+        );
+
+        // A given threshold is written as is and measured: above every calibrated score (T > 1
+        // keeps them below sigmoid(8)), nothing is liked.
+        let (_, th) = calibrate(&logits, &like, ThresholdPolicy::MaxLikeF1, Some(0.999_9));
+        assert_eq!((th.value, th.chosen_by), (0.999_9, ChosenBy::Flag));
+        assert_eq!(serde_json::to_value(th.chosen_by).unwrap(), "--threshold");
+        assert_eq!((th.confusion.true_like, th.confusion.false_nope), (0, 3), "{th:?}");
+
+        // Nothing to calibrate on: temperature 1 and the default threshold.
+        let (cal, th) = calibrate(&[], &[], ThresholdPolicy::LikeRate { rate: 0.3 }, None);
+        assert_eq!((cal.temperature, th.value), (1.0, DEFAULT_THRESHOLD));
+        assert_eq!(th.chosen_by.to_string(), "like rate 0.3");
     }
 }

@@ -10,10 +10,11 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use tch::nn::VarStore;
 use tch::Tensor;
 
+use crate::settings::RunSettings;
 use crate::sgd::Sgd;
 use crate::training::EpochReport;
 
@@ -31,7 +32,7 @@ pub struct Partial {
 }
 
 /// The best validation epoch so far.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
 pub struct Best {
     /// 1-based epoch number.
     pub epoch: usize,
@@ -50,7 +51,7 @@ impl Best {
 }
 
 /// Where a run stands.
-#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct State {
     /// 0-based index of the epoch to run next (or in progress).
     pub epoch: usize,
@@ -63,11 +64,25 @@ pub struct State {
     /// The best validation epoch so far.
     pub best: Option<Best>,
     /// The settings the run was started with; `--resume` refuses other ones.
-    pub settings: serde_json::Value,
+    pub settings: RunSettings,
+}
+
+impl State {
+    /// The state of a run that has not started yet, with `settings`.
+    pub fn new(settings: RunSettings) -> Self {
+        State {
+            epoch: 0,
+            step: 0,
+            partial: Partial::default(),
+            history: Vec::new(),
+            best: None,
+            settings,
+        }
+    }
 }
 
 /// A checkpoint folder.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Checkpoint {
     dir: PathBuf,
 }
@@ -122,8 +137,9 @@ impl Checkpoint {
         save_tensors(&self.dir.join("best.ot"), best)
     }
 
-    /// Reads the state and checks it was made with `settings`.
-    pub fn load_state(&self, settings: &serde_json::Value) -> anyhow::Result<State> {
+    /// Reads the state and checks it was made with `settings` (the error names each setting that
+    /// differs, with its value in the checkpoint and now).
+    pub fn load_state(&self, settings: &RunSettings) -> anyhow::Result<State> {
         let path = self.dir.join("state.json");
         let bytes = std::fs::read(&path).with_context(|| {
             format!(
@@ -131,26 +147,13 @@ impl Checkpoint {
                 path.display()
             )
         })?;
-        let state: State = serde_json::from_slice(&bytes).with_context(|| format!("reading {}", path.display()))?;
-        if &state.settings != settings {
-            let (Some(old), Some(new)) = (state.settings.as_object(), settings.as_object()) else {
-                bail!("--resume: the checkpoint's settings are unreadable");
-            };
-            let changed: Vec<String> = new
-                .iter()
-                .filter(|(k, v)| old.get(*k) != Some(v))
-                .map(|(k, v)| {
-                    format!(
-                        "{k} (checkpoint: {}, now: {v})",
-                        old.get(k).unwrap_or(&serde_json::Value::Null)
-                    )
-                })
-                .collect();
-            bail!(
-                "--resume: the run was started with other settings or data; changed: {}",
-                changed.join(", ")
-            );
-        }
+        let state: State = serde_json::from_slice(&bytes).with_context(|| {
+            format!(
+                "--resume: reading {} (a checkpoint of another version of train?); run without --resume to start afresh",
+                path.display()
+            )
+        })?;
+        state.settings.check_resume(settings)?;
         Ok(state)
     }
 
@@ -196,4 +199,48 @@ pub fn snapshot(vs: &VarStore) -> Vec<(String, Tensor)> {
         all.sort_by(|a, b| a.0.cmp(&b.0));
         all
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+    use tch::nn;
+
+    /// The settings of `train --data d --out m.onnx` plus `extra`, on dataset fingerprint `00ff`.
+    fn settings(extra: &[&str]) -> RunSettings {
+        let mut argv = vec!["train", "--data", "d", "--out", "m.onnx"];
+        argv.extend(extra);
+        let args = crate::Args::parse_from(argv);
+        RunSettings::new(&args, &args.recipe(), "00ff")
+    }
+
+    /// `--resume` continues a checkpoint made with the same settings and refuses one made with
+    /// others, naming the setting with the checkpoint's value and the new one.
+    #[test]
+    fn resume_refuses_a_changed_setting_and_names_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let ckpt = Checkpoint::for_model(&dir.path().join("model.onnx"));
+        let vs = nn::VarStore::new(tch::Device::Cpu);
+        let _ = nn::linear(vs.root() / "l", 2, 2, Default::default());
+        let sgd = Sgd::new(&vs, 0.9, 0.0);
+        let mut state = State::new(settings(&["--epochs", "4", "--batch-size", "8"]));
+        state.epoch = 2;
+        ckpt.save(&vs, &sgd, &state).unwrap();
+        assert!(ckpt.exists());
+
+        let resumed = ckpt
+            .load_state(&settings(&["--epochs", "4", "--batch-size", "8"]))
+            .unwrap();
+        assert_eq!((resumed.epoch, resumed.settings), (2, state.settings.clone()));
+
+        let err = ckpt
+            .load_state(&settings(&["--epochs", "4", "--batch-size", "16"]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("--resume:"), "{err}");
+        assert!(err.contains("batch_size (checkpoint: 8, now: 16)"), "{err}");
+        assert!(!err.contains("epochs"), "only the changed setting is named: {err}");
+        assert!(err.contains("without --resume"), "the error says what to do: {err}");
+    }
 }

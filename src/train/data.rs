@@ -12,7 +12,7 @@ use swipebot_core::preprocess::{self, Limits, Recipe};
 const EXTENSIONS: [&str; 5] = ["jpg", "jpeg", "png", "webp", "jfif"];
 
 /// One decoded training image: its square pixels (HWC bytes) and class index.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Sample {
     /// Interleaved pixels of the `square` x `square` image.
     pub pixels: Vec<u8>,

@@ -17,7 +17,7 @@ use protobuf::{EnumOrUnknown, MessageField};
 use tch::nn::VarStore;
 use tch::Tensor;
 
-use crate::googlenet::{Layer, LAYERS, LRN};
+use crate::googlenet::{Conv, Layer, MaxPool, Step, LAYERS, LRN};
 use crate::model::{NetShape, MEAN, SCALE};
 use swipebot_core::model_info::{ModelInfo, INPUT_NAME, OUTPUT_NAME};
 
@@ -28,11 +28,16 @@ const IR_VERSION: i64 = 8;
 
 /// Collects nodes and initializers while the layer list is walked.
 struct GraphBuilder {
+    /// The var store's tensors not yet written; each is taken once, and any left over at the end
+    /// means the module has a parameter the graph does not use.
     weights: HashMap<String, Tensor>,
+    /// The graph being written.
     graph: GraphProto,
+    /// Nodes written so far, for unique output names.
     counter: usize,
 }
 
+/// A node attribute of type `kind`, filled in by `fill`.
 fn attr(name: &str, kind: AttributeType, fill: impl FnOnce(&mut AttributeProto)) -> AttributeProto {
     let mut a = AttributeProto {
         name: name.to_string(),
@@ -43,18 +48,22 @@ fn attr(name: &str, kind: AttributeType, fill: impl FnOnce(&mut AttributeProto))
     a
 }
 
+/// An integer-list attribute.
 fn ints(name: &str, values: &[i64]) -> AttributeProto {
     attr(name, AttributeType::INTS, |a| a.ints = values.to_vec())
 }
 
+/// An integer attribute.
 fn int(name: &str, value: i64) -> AttributeProto {
     attr(name, AttributeType::INT, |a| a.i = value)
 }
 
+/// A float attribute (ONNX stores it as f32).
 fn float(name: &str, value: f64) -> AttributeProto {
     attr(name, AttributeType::FLOAT, |a| a.f = value as f32)
 }
 
+/// A float tensor with its data as little-endian raw bytes.
 fn float_tensor(name: &str, dims: &[i64], data: &[f32]) -> TensorProto {
     TensorProto {
         name: name.to_string(),
@@ -65,6 +74,7 @@ fn float_tensor(name: &str, dims: &[i64], data: &[f32]) -> TensorProto {
     }
 }
 
+/// The type of a float graph input or output; `None` dimensions are the batch `N`.
 fn tensor_value(name: &str, dims: &[Option<i64>]) -> ValueInfoProto {
     let dim = dims
         .iter()
@@ -134,27 +144,40 @@ impl GraphBuilder {
         output
     }
 
-    /// Convolution with bias, then ReLU.
-    fn conv_relu(&mut self, x: &str, prefix: &str, kernel: i64, stride: i64, pad: i64) -> anyhow::Result<String> {
-        let w = self.initializer(&format!("{prefix}.weight"))?;
-        let b = self.initializer(&format!("{prefix}.bias"))?;
+    /// The convolution `spec` with bias, then ReLU; its parameters are `<name>.weight` and `<name>.bias`.
+    fn conv_relu(&mut self, x: &str, name: &str, spec: &Conv) -> anyhow::Result<String> {
+        let w = self.initializer(&format!("{name}.weight"))?;
+        let b = self.initializer(&format!("{name}.bias"))?;
         let attrs = vec![
-            ints("kernel_shape", &[kernel, kernel]),
-            ints("strides", &[stride, stride]),
-            ints("pads", &[pad; 4]),
+            ints("kernel_shape", &[spec.kernel, spec.kernel]),
+            ints("strides", &[spec.stride, spec.stride]),
+            ints("pads", &[spec.pad; 4]),
         ];
         let y = self.node("Conv", &[x, &w, &b], attrs);
         Ok(self.node("Relu", &[&y], vec![]))
     }
 
-    fn max_pool(&mut self, x: &str, kernel: i64, stride: i64, pad: i64, ceil: bool) -> String {
+    /// Max pooling as `pool` describes it.
+    fn max_pool(&mut self, x: &str, pool: &MaxPool) -> String {
         let attrs = vec![
-            ints("kernel_shape", &[kernel, kernel]),
-            ints("strides", &[stride, stride]),
-            ints("pads", &[pad; 4]),
-            int("ceil_mode", i64::from(ceil)),
+            ints("kernel_shape", &[pool.kernel, pool.kernel]),
+            ints("strides", &[pool.stride, pool.stride]),
+            ints("pads", &[pool.pad; 4]),
+            int("ceil_mode", i64::from(pool.ceil)),
         ];
         self.node("MaxPool", &[x], attrs)
+    }
+
+    /// One inception branch of module `module` applied to `x`; returns its output.
+    fn branch(&mut self, x: &str, module: &str, steps: &[Step]) -> anyhow::Result<String> {
+        let mut y = x.to_string();
+        for step in steps {
+            y = match step {
+                Step::Conv(spec) => self.conv_relu(&y, &format!("{module}.{}", spec.name), spec)?,
+                Step::MaxPool(pool) => self.max_pool(&y, pool),
+            };
+        }
+        Ok(y)
     }
 }
 
@@ -185,14 +208,8 @@ pub fn build_model(vs: &VarStore, shape: NetShape, info: &ModelInfo) -> anyhow::
     let mut x = b.node("Mul", &[&centred, &scale], vec![]);
     for layer in LAYERS {
         x = match *layer {
-            Layer::Conv {
-                name,
-                kernel,
-                stride,
-                pad,
-                ..
-            } => b.conv_relu(&x, name, kernel, stride, pad)?,
-            Layer::MaxPool { kernel, stride } => b.max_pool(&x, kernel, stride, 0, true),
+            Layer::Conv(spec) => b.conv_relu(&x, spec.name, &spec)?,
+            Layer::MaxPool(pool) => b.max_pool(&x, &pool),
             Layer::Lrn => {
                 let attrs = vec![
                     int("size", LRN.size),
@@ -203,15 +220,11 @@ pub fn build_model(vs: &VarStore, shape: NetShape, info: &ModelInfo) -> anyhow::
                 b.node("LRN", &[&x], attrs)
             }
             Layer::Inception { name, spec } => {
-                let mut ends = Vec::with_capacity(4);
-                ends.push(b.conv_relu(&x, &format!("{name}.b1"), 1, 1, 0)?);
-                let r = b.conv_relu(&x, &format!("{name}.b2_reduce"), 1, 1, 0)?;
-                ends.push(b.conv_relu(&r, &format!("{name}.b2"), 3, 1, 1)?);
-                let r = b.conv_relu(&x, &format!("{name}.b3_reduce"), 1, 1, 0)?;
-                ends.push(b.conv_relu(&r, &format!("{name}.b3"), 5, 1, 2)?);
-                let pooled = b.max_pool(&x, 3, 1, 1, false);
-                ends.push(b.conv_relu(&pooled, &format!("{name}.b4"), 1, 1, 0)?);
-                debug_assert_eq!(spec.convs(0).len(), 6, "six convolutions a module");
+                let ends = spec
+                    .branches()
+                    .iter()
+                    .map(|steps| b.branch(&x, name, steps))
+                    .collect::<anyhow::Result<Vec<String>>>()?;
                 let refs: Vec<&str> = ends.iter().map(String::as_str).collect();
                 b.node("Concat", &refs, vec![int("axis", 1)])
             }
@@ -230,10 +243,9 @@ pub fn build_model(vs: &VarStore, shape: NetShape, info: &ModelInfo) -> anyhow::
     }
     let temperature = b.constant("temperature", &[], &[info.temperature]);
     let scaled = b.node("Div", &[&x, &temperature], vec![]);
-    let prob = b.node("Softmax", &[&scaled], vec![int("axis", 1)]);
+    b.node("Softmax", &[&scaled], vec![int("axis", 1)]);
     // Name the final output as the contract says.
     b.graph.node.last_mut().expect("softmax node").output = vec![OUTPUT_NAME.to_string()];
-    debug_assert_eq!(prob, format!("softmax_{}", b.counter));
     if let Some(left) = b.weights.keys().next() {
         bail!("parameter `{left}` is not used by the exported graph: the layer list and the module disagree");
     }

@@ -1,11 +1,12 @@
 //! GoogLeNet v1 (Szegedy et al. 2014, the BVLC deploy layout), written down once as data.
 //!
-//! Both the libtorch module ([`crate::model`]) and the ONNX exporter ([`crate::export`])
-//! walk this list, so the trained network and the deployed graph cannot drift apart. The auxiliary
+//! Both the libtorch module ([`crate::model`]) and the ONNX exporter ([`crate::export`]) walk this
+//! list, inception branches included ([`Inception::branches`]), and neither states a kernel, stride
+//! or padding of its own, so the trained network and the deployed graph cannot drift apart. The auxiliary
 //! classifiers of the paper's training layout are left out, as in the deploy layout.
 
 /// Local response normalisation parameters (Caffe's across-channel LRN as used by GoogLeNet).
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy)]
 pub struct Lrn {
     /// Channels in the window.
     pub size: i64,
@@ -25,8 +26,83 @@ pub const LRN: Lrn = Lrn {
     k: 1.0,
 };
 
-/// One inception module: four branches concatenated along the channels.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A convolution followed by ReLU.
+#[derive(Debug, Clone, Copy)]
+pub struct Conv {
+    /// Parameter name (inside an inception module, the part after the module's name).
+    pub name: &'static str,
+    /// Output channels.
+    pub out: i64,
+    /// Square kernel side.
+    pub kernel: i64,
+    /// Stride.
+    pub stride: i64,
+    /// Zero padding on each side.
+    pub pad: i64,
+}
+
+/// Max pooling over square windows.
+#[derive(Debug, Clone, Copy)]
+pub struct MaxPool {
+    /// Window side.
+    pub kernel: i64,
+    /// Stride.
+    pub stride: i64,
+    /// Padding on each side (never part of a window's maximum).
+    pub pad: i64,
+    /// Round the output size up (Caffe's pooling) instead of down.
+    pub ceil: bool,
+}
+
+/// The pooling between stages: 3x3, stride 2, rounded up as in Caffe.
+const STAGE_POOL: MaxPool = MaxPool {
+    kernel: 3,
+    stride: 2,
+    pad: 0,
+    ceil: true,
+};
+
+/// The pooling that opens an inception module's fourth branch: 3x3, stride 1, size kept.
+const BRANCH_POOL: MaxPool = MaxPool {
+    kernel: 3,
+    stride: 1,
+    pad: 1,
+    ceil: false,
+};
+
+/// One step of an inception branch.
+#[derive(Debug, Clone, Copy)]
+pub enum Step {
+    /// Convolution and ReLU.
+    Conv(Conv),
+    /// Max pooling.
+    MaxPool(MaxPool),
+}
+
+impl Step {
+    /// Channels out of this step for `input` channels in.
+    pub fn out_channels(&self, input: i64) -> i64 {
+        match self {
+            Step::Conv(c) => c.out,
+            Step::MaxPool(_) => input,
+        }
+    }
+}
+
+/// A convolution step of an inception branch: stride 1 and "same" padding, so every branch keeps
+/// the module's spatial size and the four can be concatenated.
+const fn unit(name: &'static str, out: i64, kernel: i64) -> Step {
+    Step::Conv(Conv {
+        name,
+        out,
+        kernel,
+        stride: 1,
+        pad: kernel / 2,
+    })
+}
+
+/// One inception module: four branches from the same input, concatenated along the channels.
+#[derive(Debug, Clone, Copy)]
 pub struct Inception {
     /// Branch 1: 1x1 convolution.
     pub c1: i64,
@@ -43,49 +119,34 @@ pub struct Inception {
 }
 
 impl Inception {
-    /// Output channels: the sum of the four branches.
-    pub fn out_channels(&self) -> i64 {
-        self.c1 + self.c3 + self.c5 + self.pool_proj
+    /// The four branches in concatenation order, each a sequence of steps applied to the module's
+    /// input. Parameter names are `<module>.<step name>`.
+    pub fn branches(&self) -> [Vec<Step>; 4] {
+        [
+            vec![unit("b1", self.c1, 1)],
+            vec![unit("b2_reduce", self.c3_reduce, 1), unit("b2", self.c3, 3)],
+            vec![unit("b3_reduce", self.c5_reduce, 1), unit("b3", self.c5, 5)],
+            vec![Step::MaxPool(BRANCH_POOL), unit("b4", self.pool_proj, 1)],
+        ]
     }
 
-    /// The module's convolutions as (suffix, in, out, kernel, padding), in concatenation order
-    /// where they end a branch. Names are `<module>.<suffix>`.
-    pub fn convs(&self, input: i64) -> [(&'static str, i64, i64, i64, i64); 6] {
-        [
-            ("b1", input, self.c1, 1, 0),
-            ("b2_reduce", input, self.c3_reduce, 1, 0),
-            ("b2", self.c3_reduce, self.c3, 3, 1),
-            ("b3_reduce", input, self.c5_reduce, 1, 0),
-            ("b3", self.c5_reduce, self.c5, 5, 2),
-            ("b4", input, self.pool_proj, 1, 0),
-        ]
+    /// Output channels for `input` channels in: the sum of what the branches end with.
+    pub fn out_channels(&self, input: i64) -> i64 {
+        self.branches()
+            .iter()
+            .map(|steps| steps.iter().fold(input, |c, step| step.out_channels(c)))
+            .sum()
     }
 }
 
 /// One step of the network, in order.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy)]
 pub enum Layer {
     /// Convolution followed by ReLU.
-    Conv {
-        /// Parameter name prefix.
-        name: &'static str,
-        /// Output channels.
-        out: i64,
-        /// Square kernel side.
-        kernel: i64,
-        /// Stride.
-        stride: i64,
-        /// Zero padding on each side.
-        pad: i64,
-    },
-    /// Max pooling, 3x3 stride 2 with ceil rounding between stages.
-    MaxPool {
-        /// Window side.
-        kernel: i64,
-        /// Stride.
-        stride: i64,
-    },
-    /// Local response normalisation across channels.
+    Conv(Conv),
+    /// Max pooling.
+    MaxPool(MaxPool),
+    /// Local response normalisation across channels ([`LRN`]).
     Lrn,
     /// An inception module.
     Inception {
@@ -129,40 +190,40 @@ const fn inception(
 
 /// The whole network, from the normalised input to the logits.
 pub const LAYERS: &[Layer] = &[
-    Layer::Conv {
+    Layer::Conv(Conv {
         name: "conv1",
         out: 64,
         kernel: 7,
         stride: 2,
         pad: 3,
-    },
-    Layer::MaxPool { kernel: 3, stride: 2 },
+    }),
+    Layer::MaxPool(STAGE_POOL),
     Layer::Lrn,
-    Layer::Conv {
+    Layer::Conv(Conv {
         name: "conv2_reduce",
         out: 64,
         kernel: 1,
         stride: 1,
         pad: 0,
-    },
-    Layer::Conv {
+    }),
+    Layer::Conv(Conv {
         name: "conv2",
         out: 192,
         kernel: 3,
         stride: 1,
         pad: 1,
-    },
+    }),
     Layer::Lrn,
-    Layer::MaxPool { kernel: 3, stride: 2 },
+    Layer::MaxPool(STAGE_POOL),
     inception("inception_3a", 64, 96, 128, 16, 32, 32),
     inception("inception_3b", 128, 128, 192, 32, 96, 64),
-    Layer::MaxPool { kernel: 3, stride: 2 },
+    Layer::MaxPool(STAGE_POOL),
     inception("inception_4a", 192, 96, 208, 16, 48, 64),
     inception("inception_4b", 160, 112, 224, 24, 64, 64),
     inception("inception_4c", 128, 128, 256, 24, 64, 64),
     inception("inception_4d", 112, 144, 288, 32, 64, 64),
     inception("inception_4e", 256, 160, 320, 32, 128, 128),
-    Layer::MaxPool { kernel: 3, stride: 2 },
+    Layer::MaxPool(STAGE_POOL),
     inception("inception_5a", 256, 160, 320, 32, 128, 128),
     inception("inception_5b", 384, 192, 384, 48, 128, 128),
     Layer::GlobalAvgPool,
@@ -170,33 +231,42 @@ pub const LAYERS: &[Layer] = &[
     Layer::Classifier { name: "fc" },
 ];
 
-/// Channels that reach the classifier (1024 for GoogLeNet).
-pub fn feature_channels() -> i64 {
-    LAYERS
-        .iter()
-        .rev()
-        .find_map(|l| match l {
-            Layer::Conv { out, .. } => Some(*out),
-            Layer::Inception { spec, .. } => Some(spec.out_channels()),
-            _ => None,
-        })
-        .expect("the network has convolutions")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// The table gives the paper's module widths (Szegedy et al. 2014, table 1), 1024 at the end.
     #[test]
     fn inception_widths_match_the_paper() {
-        let outs: Vec<i64> = LAYERS
-            .iter()
-            .filter_map(|l| match l {
-                Layer::Inception { spec, .. } => Some(spec.out_channels()),
-                _ => None,
-            })
-            .collect();
+        let mut channels = 3;
+        let mut outs = Vec::new();
+        for layer in LAYERS {
+            match layer {
+                Layer::Conv(c) => channels = c.out,
+                Layer::Inception { spec, .. } => {
+                    channels = spec.out_channels(channels);
+                    outs.push(channels);
+                }
+                _ => {}
+            }
+        }
         assert_eq!(outs, [256, 480, 512, 512, 512, 528, 832, 832, 1024]);
-        assert_eq!(feature_channels(), 1024);
+    }
+
+    /// Every convolution of a branch keeps the spatial size (stride 1, "same" padding), so the four
+    /// branches can be concatenated.
+    #[test]
+    fn inception_branches_keep_the_spatial_size() {
+        let spec = match LAYERS.iter().find(|l| matches!(l, Layer::Inception { .. })) {
+            Some(Layer::Inception { spec, .. }) => *spec,
+            _ => panic!("no inception module"),
+        };
+        for step in spec.branches().iter().flatten() {
+            let (kernel, stride, pad) = match step {
+                Step::Conv(c) => (c.kernel, c.stride, c.pad),
+                Step::MaxPool(p) => (p.kernel, p.stride, p.pad),
+            };
+            assert_eq!((stride, 2 * pad + 1), (1, kernel), "{step:?}");
+        }
     }
 }

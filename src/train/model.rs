@@ -7,10 +7,10 @@
 use tch::nn::{self, Module};
 use tch::{Kind, Tensor};
 
-use crate::googlenet::{self, Layer, Lrn, LAYERS};
+use crate::googlenet::{self, Conv, Layer, Lrn, MaxPool, Step, LAYERS};
 
 /// The shape of a network: input side, channels and number of classes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy)]
 pub struct NetShape {
     /// Side of the square input (224 by default; 64 or 96 for quick CPU runs).
     pub input_size: i64,
@@ -25,21 +25,64 @@ pub const MEAN: &str = "normalize.mean";
 /// Name of the per-channel scale in the var store: `[1, C, 1, 1]`.
 pub const SCALE: &str = "normalize.scale";
 
+/// One built step of the network: a [`Layer`] (or an inception branch's [`Step`]) with its parameters.
 enum Block {
+    /// Convolution and ReLU.
     Conv(nn::Conv2D),
-    MaxPool { kernel: i64, stride: i64 },
+    /// Max pooling.
+    MaxPool(MaxPool),
+    /// Local response normalisation ([`googlenet::LRN`]).
     Lrn,
-    Inception(Box<[nn::Conv2D; 6]>),
+    /// Branches run on the same input, concatenated along the channels.
+    Inception(Vec<Vec<Block>>),
+    /// Global average pooling, flattened to `[N, C]`.
     GlobalAvgPool,
+    /// Dropout with this probability, in training only.
     Dropout(f64),
+    /// The fully connected layer to the logits.
     Classifier(nn::Linear),
+}
+
+impl Block {
+    /// Applies this block to `x`; `train` enables dropout.
+    fn forward(&self, x: &Tensor, train: bool) -> Tensor {
+        match self {
+            Block::Conv(c) => c.forward(x).relu(),
+            Block::MaxPool(p) => x.max_pool2d(
+                [p.kernel, p.kernel],
+                [p.stride, p.stride],
+                [p.pad, p.pad],
+                [1, 1],
+                p.ceil,
+            ),
+            Block::Lrn => lrn(x, &googlenet::LRN),
+            Block::Inception(branches) => {
+                let ends: Vec<Tensor> = branches.iter().map(|b| forward_all(b, x, train)).collect();
+                Tensor::cat(&ends, 1)
+            }
+            Block::GlobalAvgPool => x.adaptive_avg_pool2d([1, 1]).flatten(1, -1),
+            Block::Dropout(p) => x.dropout(*p, train),
+            Block::Classifier(linear) => linear.forward(x),
+        }
+    }
+}
+
+/// Applies `blocks` one after the other.
+fn forward_all(blocks: &[Block], x: &Tensor, train: bool) -> Tensor {
+    blocks
+        .iter()
+        .fold(x.shallow_clone(), |x, block| block.forward(&x, train))
 }
 
 /// The trainable network.
 pub struct GoogLeNet {
+    /// The layers of [`LAYERS`], built, in order.
     blocks: Vec<Block>,
+    /// The training mean image `[1, C, S, S]` (var store: [`MEAN`]), subtracted from the input.
     mean: Tensor,
+    /// One factor per channel `[1, C, 1, 1]` (var store: [`SCALE`]), applied after the mean.
     scale: Tensor,
+    /// Input side, channels and classes, to check what `set_normalization` is given.
     shape: NetShape,
 }
 
@@ -55,15 +98,16 @@ fn xavier(fan_in: i64) -> nn::Init {
 /// The original's convolution bias: the constant 0.2, which keeps the ReLUs alive at the start.
 const CONV_BIAS: nn::Init = nn::Init::Const(0.2);
 
-fn conv(path: nn::Path, input: i64, out: i64, kernel: i64, stride: i64, pad: i64) -> nn::Conv2D {
+/// The convolution `spec` on `input` channels, its parameters under `path`, weights channels-last.
+fn conv(path: nn::Path, input: i64, spec: &Conv) -> nn::Conv2D {
     let config = nn::ConvConfig {
-        stride,
-        padding: pad,
-        ws_init: xavier(input * kernel * kernel),
+        stride: spec.stride,
+        padding: spec.pad,
+        ws_init: xavier(input * spec.kernel * spec.kernel),
         bs_init: CONV_BIAS,
         ..Default::default()
     };
-    let mut c = nn::conv2d(path, input, out, kernel, config);
+    let mut c = nn::conv2d(path, input, spec.out, spec.kernel, config);
     // The variable keeps its identity (the var store and the optimizer share it); only its layout changes.
     tch::no_grad(|| c.ws.set_data(&channels_last(&c.ws)));
     c
@@ -77,6 +121,22 @@ pub fn channels_last(x: &Tensor) -> Tensor {
     x.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2])
 }
 
+/// Builds one inception branch on `input` channels, its parameters under `module`.
+fn branch(module: &nn::Path, input: i64, steps: &[Step]) -> Vec<Block> {
+    let mut channels = input;
+    steps
+        .iter()
+        .map(|step| {
+            let block = match step {
+                Step::Conv(spec) => Block::Conv(conv(module / spec.name, channels, spec)),
+                Step::MaxPool(pool) => Block::MaxPool(*pool),
+            };
+            channels = step.out_channels(channels);
+            block
+        })
+        .collect()
+}
+
 impl GoogLeNet {
     /// Creates the network's variables under `root`, freshly initialised; mean 0 and scale 1 until
     /// [`GoogLeNet::set_normalization`] is called.
@@ -85,25 +145,22 @@ impl GoogLeNet {
         let mut blocks = Vec::with_capacity(LAYERS.len());
         for layer in LAYERS {
             blocks.push(match *layer {
-                Layer::Conv {
-                    name,
-                    out,
-                    kernel,
-                    stride,
-                    pad,
-                } => {
-                    let c = conv(root / name, channels, out, kernel, stride, pad);
-                    channels = out;
+                Layer::Conv(spec) => {
+                    let c = conv(root / spec.name, channels, &spec);
+                    channels = spec.out;
                     Block::Conv(c)
                 }
-                Layer::MaxPool { kernel, stride } => Block::MaxPool { kernel, stride },
+                Layer::MaxPool(pool) => Block::MaxPool(pool),
                 Layer::Lrn => Block::Lrn,
                 Layer::Inception { name, spec } => {
-                    let convs = spec
-                        .convs(channels)
-                        .map(|(suffix, i, o, k, p)| conv(root / name / suffix, i, o, k, 1, p));
-                    channels = spec.out_channels();
-                    Block::Inception(Box::new(convs))
+                    let module = root / name;
+                    let branches = spec
+                        .branches()
+                        .iter()
+                        .map(|steps| branch(&module, channels, steps))
+                        .collect();
+                    channels = spec.out_channels(channels);
+                    Block::Inception(branches)
                 }
                 Layer::GlobalAvgPool => Block::GlobalAvgPool,
                 Layer::Dropout(p) => Block::Dropout(p),
@@ -129,11 +186,6 @@ impl GoogLeNet {
         }
     }
 
-    /// The network's shape.
-    pub fn shape(&self) -> NetShape {
-        self.shape
-    }
-
     /// Sets the input normalisation: `mean` is a `[C, S, S]` mean image, `scale` one factor per channel.
     pub fn set_normalization(&mut self, mean: &[f32], scale: &[f32]) {
         let (c, s) = (self.shape.channels, self.shape.input_size);
@@ -155,33 +207,8 @@ impl GoogLeNet {
 
     /// Logits for a batch of raw pixels `[N, C, S, S]` in 0..=255; `train` enables dropout.
     pub fn logits(&self, pixels: &Tensor, train: bool) -> Tensor {
-        let mut x = (channels_last(pixels) - &self.mean) * &self.scale;
-        for block in &self.blocks {
-            x = match block {
-                Block::Conv(c) => c.forward(&x).relu(),
-                Block::MaxPool { kernel, stride } => {
-                    x.max_pool2d([*kernel, *kernel], [*stride, *stride], [0, 0], [1, 1], true)
-                }
-                Block::Lrn => lrn(&x, &googlenet::LRN),
-                Block::Inception(convs) => {
-                    let [b1, b2r, b2, b3r, b3, b4] = convs.as_ref();
-                    let pooled = x.max_pool2d([3, 3], [1, 1], [1, 1], [1, 1], false);
-                    Tensor::cat(
-                        &[
-                            b1.forward(&x).relu(),
-                            b2.forward(&b2r.forward(&x).relu()).relu(),
-                            b3.forward(&b3r.forward(&x).relu()).relu(),
-                            b4.forward(&pooled).relu(),
-                        ],
-                        1,
-                    )
-                }
-                Block::GlobalAvgPool => x.adaptive_avg_pool2d([1, 1]).flatten(1, -1),
-                Block::Dropout(p) => x.dropout(*p, train),
-                Block::Classifier(linear) => linear.forward(&x),
-            };
-        }
-        x
+        let x = (channels_last(pixels) - &self.mean) * &self.scale;
+        forward_all(&self.blocks, &x, train)
     }
 
     /// Class probabilities in evaluation mode: softmax of the logits divided by `temperature`,

@@ -1,18 +1,98 @@
 //! What a run leaves next to the model: `metrics.csv` (one row per epoch), `curves.png` (the combined
 //! graph DIGITS draws: training and validation loss, validation and training accuracy, and below it
-//! the learning rate) and `report.json` (dataset, settings, calibration and the confusion matrix).
+//! the learning rate) and `report.json` ([`Report`]: dataset, settings, calibration and the confusion
+//! matrix).
 //!
 //! Text in `curves.png` needs a TrueType font: plotters renders it with `ab_glyph` from a font file
 //! found on the machine (DejaVu Sans or Liberation Sans, which Debian and Ubuntu ship); without one the
 //! curves are drawn without captions and labels.
 
-use std::path::Path;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use anyhow::Context;
 use plotters::prelude::*;
+use serde::Serialize;
 
+use crate::cache::CacheStatus;
+use crate::calibrate::{Calibration, ThresholdReport};
+use crate::data::Skipped;
+use crate::settings::RunSettings;
 use crate::training::EpochReport;
+use crate::Outcome;
+
+/// `report.json`: what a run did and found. Its keys are read by people and by scripts; keep them.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    /// The model written.
+    pub model: PathBuf,
+    /// How the run ended.
+    pub outcome: Outcome,
+    /// The data it trained on.
+    pub dataset: DatasetReport,
+    /// The settings that identify the run (those `--resume` checks).
+    pub settings: RunSettings,
+    /// Epochs finished, over every invocation of the run.
+    pub epochs_run: usize,
+    /// The best validation epoch, whose weights were exported; `None` when no epoch finished.
+    pub best_epoch: Option<EpochReport>,
+    /// Training images a second over the whole run ([`mean_images_per_second`]).
+    pub training_images_per_second: f64,
+    /// Temperature scaling on the validation split.
+    pub calibration: Calibration,
+    /// The threshold in the model and how it does on the validation split.
+    pub threshold: ThresholdReport,
+    /// The other files of the run.
+    pub files: Files,
+}
+
+/// The `dataset` section of [`Report`].
+#[derive(Debug, Serialize)]
+pub struct DatasetReport {
+    /// The `--data` folder.
+    pub folder: PathBuf,
+    /// Usable images per class name.
+    pub counts: BTreeMap<String, usize>,
+    /// Images in the training split.
+    pub train: usize,
+    /// Images in the validation split.
+    pub validation: usize,
+    /// Files that could not be used, and why.
+    pub skipped: Vec<Skipped>,
+    /// The dataset cache file.
+    pub cache: PathBuf,
+    /// Whether the cache was reused or built.
+    pub cache_status: CacheStatus,
+}
+
+/// The `files` section of [`Report`]: what else the run left next to the model.
+#[derive(Debug, Serialize)]
+pub struct Files {
+    /// `metrics.csv`.
+    pub metrics: PathBuf,
+    /// `curves.png`.
+    pub curves: PathBuf,
+    /// The checkpoint folder (`--resume`).
+    pub checkpoint: PathBuf,
+}
+
+/// Where a file that goes next to the model lives (`metrics.csv` and the others).
+pub fn beside(model: &Path, name: &str) -> PathBuf {
+    model.with_file_name(name)
+}
+
+/// Training images a second over `history`, each epoch weighed by its duration (0 when empty).
+pub fn mean_images_per_second(history: &[EpochReport]) -> f64 {
+    let (images, seconds) = history.iter().fold((0.0, 0.0), |(n, s), r| {
+        (n + r.images_per_second * r.seconds, s + r.seconds)
+    });
+    if seconds > 0.0 {
+        images / seconds
+    } else {
+        0.0
+    }
+}
 
 /// The header of `metrics.csv`.
 pub const CSV_HEADER: &str = "epoch,train_loss,train_accuracy,val_loss,val_accuracy,lr,images_per_second,seconds";
@@ -31,7 +111,7 @@ pub fn write_metrics_csv(path: &Path, history: &[EpochReport]) -> anyhow::Result
 }
 
 /// Writes `report.json` (atomically), pretty-printed.
-pub fn write_json(path: &Path, report: &serde_json::Value) -> anyhow::Result<()> {
+pub fn write_json(path: &Path, report: &Report) -> anyhow::Result<()> {
     let bytes = serde_json::to_vec_pretty(report)?;
     swipebot_core::fsutil::write_atomic(path, &bytes).with_context(|| format!("writing {}", path.display()))
 }
@@ -60,7 +140,9 @@ fn font_available() -> bool {
     })
 }
 
+/// Width of `curves.png` in pixels.
 const WIDTH: u32 = 960;
+/// Height of `curves.png` in pixels.
 const HEIGHT: u32 = 640;
 
 /// Draws `curves.png`: loss (left axis) and accuracy (right axis) per epoch on top, the learning
@@ -82,11 +164,13 @@ pub fn write_curves(path: &Path, history: &[EpochReport]) -> anyhow::Result<bool
     Ok(labels)
 }
 
+/// What plotters' drawing calls return.
 type DrawResult = Result<(), Box<dyn std::error::Error>>;
 
 /// One curve of the top panel: name, colour, on the accuracy axis, and the value it plots.
 type Curve = (&'static str, RGBColor, bool, fn(&EpochReport) -> f64);
 
+/// Draws the two panels of `curves.png` into an RGB `buffer`; `labels` when a font is available.
 fn draw(buffer: &mut [u8], history: &[EpochReport], labels: bool) -> DrawResult {
     let root = BitMapBackend::with_buffer(buffer, (WIDTH, HEIGHT)).into_drawing_area();
     root.fill(&WHITE)?;
@@ -216,5 +300,162 @@ mod tests {
         assert!(img.to_rgb8().pixels().any(|p| p.0 != [255, 255, 255]));
         // And an empty history still draws.
         write_curves(&png, &[]).unwrap();
+    }
+
+    /// The keys of every object in `value`, sorted, as `path.key` (arrays looked into at their first
+    /// element).
+    fn key_paths(value: &serde_json::Value, prefix: &str, out: &mut Vec<String>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                for (k, v) in map {
+                    let path = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    out.push(path.clone());
+                    key_paths(v, &path, out);
+                }
+            }
+            serde_json::Value::Array(items) => {
+                if let Some(first) = items.first() {
+                    key_paths(first, &format!("{prefix}[]"), out);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// `report.json` keeps the keys and types it had when it was assembled by hand (the pipeline
+    /// test and scripts read them).
+    #[test]
+    fn the_report_has_the_keys_and_types_of_report_json() {
+        use crate::calibrate::{calibrate, ThresholdPolicy};
+        use clap::Parser;
+
+        let args = crate::Args::parse_from(["train", "--data", "d", "--out", "m.onnx", "--epochs", "6"]);
+        let settings = RunSettings::new(&args, &args.recipe(), "00ff");
+        let logits = [[0.0f32, -2.0], [0.0, 1.0], [0.0, 3.0], [0.0, -1.0]];
+        let like = [false, true, true, false];
+        let (calibration, threshold) = calibrate(&logits, &like, ThresholdPolicy::MaxLikeF1, None);
+        let history = history();
+        let report = Report {
+            model: "m.onnx".into(),
+            outcome: Outcome::Paused,
+            dataset: DatasetReport {
+                folder: "d".into(),
+                counts: [("nope".to_string(), 2), ("like".to_string(), 3)].into(),
+                train: 1,
+                validation: 4,
+                skipped: vec![Skipped {
+                    path: "d/like/x.jpg".into(),
+                    reason: "empty".into(),
+                }],
+                cache: "d/.swipebot-cache/squares-256-rgb.bin".into(),
+                cache_status: CacheStatus::Reused,
+            },
+            settings,
+            epochs_run: history.len(),
+            best_epoch: Some(history[3]),
+            training_images_per_second: mean_images_per_second(&history),
+            calibration,
+            threshold,
+            files: Files {
+                metrics: "metrics.csv".into(),
+                curves: "curves.png".into(),
+                checkpoint: "m.checkpoint".into(),
+            },
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("report.json");
+        write_json(&path, &report).unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+
+        let mut keys = Vec::new();
+        key_paths(&json, "", &mut keys);
+        keys.sort();
+        let mut expected: Vec<String> = [
+            "model",
+            "outcome",
+            "dataset",
+            "dataset.folder",
+            "dataset.counts",
+            "dataset.counts.like",
+            "dataset.counts.nope",
+            "dataset.train",
+            "dataset.validation",
+            "dataset.skipped",
+            "dataset.skipped[].path",
+            "dataset.skipped[].reason",
+            "dataset.cache",
+            "dataset.cache_status",
+            "settings",
+            "epochs_run",
+            "best_epoch",
+            "best_epoch.epoch",
+            "best_epoch.train",
+            "best_epoch.train.loss",
+            "best_epoch.train.accuracy",
+            "best_epoch.val",
+            "best_epoch.val.loss",
+            "best_epoch.val.accuracy",
+            "best_epoch.lr",
+            "best_epoch.images_per_second",
+            "best_epoch.seconds",
+            "training_images_per_second",
+            "calibration",
+            "calibration.temperature",
+            "calibration.nll_before",
+            "calibration.nll_after",
+            "calibration.ece_before",
+            "calibration.ece_after",
+            "calibration.ece_bins",
+            "threshold",
+            "threshold.value",
+            "threshold.recommended",
+            "threshold.chosen_by",
+            "threshold.chosen_by.policy",
+            "threshold.confusion",
+            "threshold.confusion.true_like",
+            "threshold.confusion.false_like",
+            "threshold.confusion.true_nope",
+            "threshold.confusion.false_nope",
+            "threshold.accuracy",
+            "threshold.like_f1",
+            "threshold.roc_auc",
+            "files",
+            "files.metrics",
+            "files.curves",
+            "files.checkpoint",
+        ]
+        .iter()
+        .map(|k| k.to_string())
+        .collect();
+        let settings_keys = json["settings"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(|k| format!("settings.{k}"));
+        expected.extend(settings_keys);
+        expected.sort();
+        assert_eq!(keys, expected);
+
+        // The types the readers expect.
+        assert_eq!(json["outcome"], "paused");
+        assert_eq!(json["dataset"]["cache_status"], "reused");
+        assert_eq!(json["dataset"]["counts"]["like"], 3);
+        assert_eq!(json["epochs_run"], 6);
+        assert_eq!(json["best_epoch"]["epoch"], 4);
+        assert!(json["best_epoch"]["val"]["accuracy"].is_f64());
+        assert_eq!(json["settings"]["epochs"], 6);
+        assert_eq!(json["training_images_per_second"], 50.0);
+        let total: u64 = ["true_like", "false_like", "true_nope", "false_nope"]
+            .iter()
+            .map(|k| json["threshold"]["confusion"][k].as_u64().unwrap())
+            .sum();
+        assert_eq!(total, 4);
+        assert!(json["threshold"]["value"].is_f64() && json["threshold"]["roc_auc"].is_f64());
+        assert!(json["calibration"]["temperature"].is_f64());
+        assert_eq!(json["calibration"]["ece_bins"], 15);
     }
 }

@@ -6,6 +6,8 @@
 //! so a run resumed from a checkpoint, even in the middle of an epoch, keeps its schedule and order.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::Context;
 use std::time::Instant;
 
 use rand::rngs::StdRng;
@@ -21,8 +23,8 @@ use crate::sgd::Sgd;
 use swipebot_core::model_info::CLASSES;
 use swipebot_core::preprocess::{self, Recipe};
 
-/// The training hyper-parameters; the defaults are the original recipe's.
-#[derive(Debug, Clone)]
+/// The training hyper-parameters (from the command line: [`crate::Args::hyper`]).
+#[derive(Debug)]
 pub struct Hyper {
     /// Passes over the training split.
     pub epochs: usize,
@@ -44,22 +46,6 @@ pub struct Hyper {
     pub class_weights: Option<[f64; 2]>,
 }
 
-impl Default for Hyper {
-    fn default() -> Self {
-        Hyper {
-            epochs: 30,
-            batch_size: 32,
-            base_lr: 0.01,
-            momentum: 0.9,
-            weight_decay: 2e-4,
-            step_fraction: 0.33,
-            gamma: 0.1,
-            seed: 42,
-            class_weights: None,
-        }
-    }
-}
-
 impl Hyper {
     /// The learning rate at iteration `iter` of `total` (the step-down policy).
     pub fn lr_at(&self, iter: usize, total: usize) -> f64 {
@@ -69,7 +55,7 @@ impl Hyper {
 }
 
 /// Loss and accuracy of one pass.
-#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, Default, serde::Serialize, serde::Deserialize)]
 pub struct Metrics {
     /// Mean cross-entropy.
     pub loss: f64,
@@ -78,7 +64,7 @@ pub struct Metrics {
 }
 
 /// What one epoch measured.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
 pub struct EpochReport {
     /// 1-based epoch number.
     pub epoch: usize,
@@ -234,8 +220,8 @@ pub trait Observer {
     fn epoch_end(&mut self, report: &EpochReport, best: bool);
 }
 
-/// How [`fit`] ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How [`Fit::run`] ended.
+#[derive(Debug, Clone, Copy)]
 pub enum FitEnd {
     /// Every epoch ran.
     Completed,
@@ -245,8 +231,21 @@ pub enum FitEnd {
     Paused,
 }
 
-/// Where [`fit`] starts and what it may be told to do.
-pub struct FitControl<'a> {
+/// One training run's fixed inputs: the network, the data, the hyper-parameters, the checkpoint it
+/// writes and the signals that end it early. [`Fit::run`] trains from a [`State`].
+pub struct Fit<'a> {
+    /// The variables of `net` (weights and normalisation), saved in checkpoints.
+    pub vs: &'a nn::VarStore,
+    /// The network being trained.
+    pub net: &'a GoogLeNet,
+    /// The training split.
+    pub train: &'a [&'a Sample],
+    /// The validation split, evaluated after every epoch.
+    pub val: &'a [&'a Sample],
+    /// How cached squares become network inputs (crop side, channels).
+    pub recipe: &'a Recipe,
+    /// Epochs, batch size, schedule, seed and class weights.
+    pub hyper: &'a Hyper,
     /// The checkpoint folder (written at every epoch end and on interruption).
     pub checkpoint: &'a Checkpoint,
     /// Raised by the Ctrl-C handler; checked between steps.
@@ -255,138 +254,149 @@ pub struct FitControl<'a> {
     pub stop_after: Option<usize>,
 }
 
-/// Trains `net` (whose parameters live in `vs`) from `state` (fresh or loaded from a checkpoint),
-/// writing a checkpoint at every epoch end, and finally restores the weights of the best validation
-/// epoch (`best`, updated as epochs improve on it). `state` ends as the run's final state.
-#[allow(clippy::too_many_arguments)]
-pub fn fit(
-    vs: &nn::VarStore,
-    net: &GoogLeNet,
-    sgd: &mut Sgd,
-    train: &[&Sample],
-    val: &[&Sample],
-    recipe: &Recipe,
-    hyper: &Hyper,
-    state: &mut State,
-    best: &mut Option<Vec<(String, Tensor)>>,
-    control: &FitControl,
-    observer: &mut dyn Observer,
-) -> anyhow::Result<FitEnd> {
-    let device = vs.device();
-    let batch_size = hyper.batch_size.max(1);
-    let steps = train.len().div_ceil(batch_size).max(1);
-    let total = steps * hyper.epochs;
-    let weights = hyper
-        .class_weights
-        .map(|w| Tensor::from_slice(&w).to_kind(Kind::Float).to_device(device));
-    let mut epochs_run = 0;
-    let mut end = FitEnd::Completed;
-    while state.epoch < hyper.epochs {
-        let epoch = state.epoch;
-        let order = epoch_order(train.len(), hyper.seed, epoch);
-        let first = state.step;
-        observer.epoch_start(epoch + 1, hyper.epochs, first, steps);
-        let mut partial = state.partial;
-        let mut stopped_at = None;
-        std::thread::scope(|scope| -> anyhow::Result<()> {
-            // Batches are assembled on this thread while the step runs; two are kept ready.
-            let (tx, rx) = std::sync::mpsc::sync_channel::<(usize, Tensor, Tensor)>(2);
-            let order = &order;
-            scope.spawn(move || {
-                for step in first..steps {
-                    let chunk =
-                        &order[(step * batch_size).min(order.len())..((step + 1) * batch_size).min(order.len())];
-                    let picked: Vec<&Sample> = chunk.iter().map(|&i| train[i]).collect();
-                    let mut rng = StdRng::seed_from_u64(mix(hyper.seed, epoch, step + 1));
-                    let (x, y) = batch(&picked, recipe, Some(&mut rng), Device::Cpu);
-                    if tx.send((step, x, y)).is_err() {
+impl Fit<'_> {
+    /// Trains from `state` (fresh or loaded from the checkpoint) with optimizer `sgd`, writing a
+    /// checkpoint at every epoch end, and finally restores the weights of the best validation epoch
+    /// (from the checkpoint's `best.ot` when a resumed run's best epoch came before this invocation).
+    /// `state` ends as the run's final state.
+    pub fn run(&self, sgd: &mut Sgd, state: &mut State, observer: &mut dyn Observer) -> anyhow::Result<FitEnd> {
+        let Fit {
+            vs,
+            net,
+            train,
+            val,
+            recipe,
+            hyper,
+            checkpoint: ckpt,
+            stop,
+            stop_after,
+        } = *self;
+        let mut best = match state.best {
+            Some(b) => Some(ckpt.load_best()?.with_context(|| {
+                format!(
+                    "the checkpoint in {} names epoch {} as the best but has no best.ot; run without --resume",
+                    ckpt.dir().display(),
+                    b.epoch
+                )
+            })?),
+            None => None,
+        };
+        let device = vs.device();
+        let batch_size = hyper.batch_size.max(1);
+        let steps = train.len().div_ceil(batch_size).max(1);
+        let total = steps * hyper.epochs;
+        let weights = hyper
+            .class_weights
+            .map(|w| Tensor::from_slice(&w).to_kind(Kind::Float).to_device(device));
+        let mut epochs_run = 0;
+        let mut end = FitEnd::Completed;
+        while state.epoch < hyper.epochs {
+            let epoch = state.epoch;
+            let order = epoch_order(train.len(), hyper.seed, epoch);
+            let first = state.step;
+            observer.epoch_start(epoch + 1, hyper.epochs, first, steps);
+            let mut partial = state.partial;
+            let mut stopped_at = None;
+            std::thread::scope(|scope| -> anyhow::Result<()> {
+                // Batches are assembled on this thread while the step runs; two are kept ready.
+                let (tx, rx) = std::sync::mpsc::sync_channel::<(usize, Tensor, Tensor)>(2);
+                let order = &order;
+                scope.spawn(move || {
+                    for step in first..steps {
+                        let chunk =
+                            &order[(step * batch_size).min(order.len())..((step + 1) * batch_size).min(order.len())];
+                        let picked: Vec<&Sample> = chunk.iter().map(|&i| train[i]).collect();
+                        let mut rng = StdRng::seed_from_u64(mix(hyper.seed, epoch, step + 1));
+                        let (x, y) = batch(&picked, recipe, Some(&mut rng), Device::Cpu);
+                        if tx.send((step, x, y)).is_err() {
+                            break;
+                        }
+                    }
+                });
+                let started = Instant::now();
+                let seconds_before = partial.seconds;
+                let seen_before = partial.seen;
+                for (step, x, y) in rx.iter() {
+                    if stop.load(Ordering::SeqCst) {
+                        stopped_at = Some(step);
                         break;
                     }
+                    if x.size()[0] == 0 {
+                        continue;
+                    }
+                    tch::manual_seed(mix(hyper.seed, epoch, step + 1) as i64 & i64::MAX);
+                    let (x, y) = (x.to_device(device), y.to_device(device));
+                    let logits = net.logits(&x, true);
+                    let l = loss(&logits, &y, weights.as_ref());
+                    let lr = hyper.lr_at(epoch * steps + step, total);
+                    sgd.backward_step(&l, lr);
+                    let value = l.double_value(&[]);
+                    if !value.is_finite() {
+                        anyhow::bail!("training diverged at epoch {} (loss {value}): lower --lr", epoch + 1);
+                    }
+                    let n = y.size()[0] as usize;
+                    partial.loss_sum += value * n as f64;
+                    partial.correct +=
+                        tch::no_grad(|| logits.argmax(-1, false).eq_tensor(&y).sum(Kind::Int64).int64_value(&[]));
+                    partial.seen += n;
+                    let elapsed = started.elapsed().as_secs_f64();
+                    partial.seconds = seconds_before + elapsed;
+                    observer.step(value, (partial.seen - seen_before) as f64 / elapsed.max(1e-9));
                 }
-            });
-            let started = Instant::now();
-            let seconds_before = partial.seconds;
-            let seen_before = partial.seen;
-            for (step, x, y) in rx.iter() {
-                if control.stop.load(Ordering::SeqCst) {
-                    stopped_at = Some(step);
-                    break;
-                }
-                if x.size()[0] == 0 {
-                    continue;
-                }
-                tch::manual_seed(mix(hyper.seed, epoch, step + 1) as i64 & i64::MAX);
-                let (x, y) = (x.to_device(device), y.to_device(device));
-                let logits = net.logits(&x, true);
-                let l = loss(&logits, &y, weights.as_ref());
-                let lr = hyper.lr_at(epoch * steps + step, total);
-                sgd.backward_step(&l, lr);
-                let value = l.double_value(&[]);
-                if !value.is_finite() {
-                    anyhow::bail!("training diverged at epoch {} (loss {value}): lower --lr", epoch + 1);
-                }
-                let n = y.size()[0] as usize;
-                partial.loss_sum += value * n as f64;
-                partial.correct +=
-                    tch::no_grad(|| logits.argmax(-1, false).eq_tensor(&y).sum(Kind::Int64).int64_value(&[]));
-                partial.seen += n;
-                let elapsed = started.elapsed().as_secs_f64();
-                partial.seconds = seconds_before + elapsed;
-                observer.step(value, (partial.seen - seen_before) as f64 / elapsed.max(1e-9));
+                drop(rx);
+                Ok(())
+            })?;
+            if let Some(step) = stopped_at {
+                state.step = step;
+                state.partial = partial;
+                ckpt.save(vs, sgd, state)?;
+                end = FitEnd::Interrupted;
+                break;
             }
-            drop(rx);
-            Ok(())
-        })?;
-        if let Some(step) = stopped_at {
-            state.step = step;
-            state.partial = partial;
-            control.checkpoint.save(vs, sgd, state)?;
-            end = FitEnd::Interrupted;
-            break;
+            let val_metrics = evaluate(net, val, recipe, batch_size, device);
+            let report = EpochReport {
+                epoch: epoch + 1,
+                train: Metrics {
+                    loss: partial.loss_sum / partial.seen.max(1) as f64,
+                    accuracy: partial.correct as f64 / partial.seen.max(1) as f64,
+                },
+                val: val_metrics,
+                lr: hyper.lr_at((epoch + 1) * steps - 1, total),
+                images_per_second: partial.seen as f64 / partial.seconds.max(1e-9),
+                seconds: partial.seconds,
+            };
+            let improved = state.best.is_none_or(|b| b.beaten_by(&report));
+            if improved {
+                let snap = checkpoint::snapshot(vs);
+                ckpt.save_best(&snap)?;
+                best = Some(snap);
+                state.best = Some(Best {
+                    epoch: report.epoch,
+                    val_accuracy: report.val.accuracy,
+                    val_loss: report.val.loss,
+                });
+            }
+            state.history.push(report);
+            state.epoch += 1;
+            state.step = 0;
+            state.partial = Partial::default();
+            ckpt.save(vs, sgd, state)?;
+            observer.epoch_end(&report, improved);
+            epochs_run += 1;
+            if stop.load(Ordering::SeqCst) {
+                end = FitEnd::Interrupted;
+                break;
+            }
+            if stop_after.is_some_and(|n| epochs_run >= n) && state.epoch < hyper.epochs {
+                end = FitEnd::Paused;
+                break;
+            }
         }
-        let val_metrics = evaluate(net, val, recipe, batch_size, device);
-        let report = EpochReport {
-            epoch: epoch + 1,
-            train: Metrics {
-                loss: partial.loss_sum / partial.seen.max(1) as f64,
-                accuracy: partial.correct as f64 / partial.seen.max(1) as f64,
-            },
-            val: val_metrics,
-            lr: hyper.lr_at((epoch + 1) * steps - 1, total),
-            images_per_second: partial.seen as f64 / partial.seconds.max(1e-9),
-            seconds: partial.seconds,
-        };
-        let improved = state.best.is_none_or(|b| b.beaten_by(&report));
-        if improved {
-            let snap = checkpoint::snapshot(vs);
-            control.checkpoint.save_best(&snap)?;
-            *best = Some(snap);
-            state.best = Some(Best {
-                epoch: report.epoch,
-                val_accuracy: report.val.accuracy,
-                val_loss: report.val.loss,
-            });
+        if let Some(snap) = best.as_ref() {
+            checkpoint::restore(vs, snap)?;
         }
-        state.history.push(report);
-        state.epoch += 1;
-        state.step = 0;
-        state.partial = Partial::default();
-        control.checkpoint.save(vs, sgd, state)?;
-        observer.epoch_end(&report, improved);
-        epochs_run += 1;
-        if control.stop.load(Ordering::SeqCst) {
-            end = FitEnd::Interrupted;
-            break;
-        }
-        if control.stop_after.is_some_and(|n| epochs_run >= n) && state.epoch < hyper.epochs {
-            end = FitEnd::Paused;
-            break;
-        }
+        Ok(end)
     }
-    if let Some(snap) = best.as_ref() {
-        checkpoint::restore(vs, snap)?;
-    }
-    Ok(end)
 }
 
 #[cfg(test)]
@@ -395,7 +405,9 @@ mod tests {
 
     #[test]
     fn the_schedule_steps_down_every_third_of_the_iterations() {
-        let h = Hyper::default();
+        use clap::Parser;
+        // The command line's defaults: the original recipe.
+        let h = crate::Args::parse_from(["train", "--data", "d", "--out", "m.onnx"]).hyper(&[]);
         assert_eq!(h.lr_at(0, 300), 0.01);
         assert!((h.lr_at(99, 300) - 0.001).abs() < 1e-12);
         assert!((h.lr_at(200, 300) - 0.0001).abs() < 1e-12);
