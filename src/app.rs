@@ -146,18 +146,19 @@ fn make_source(settings: &Settings) -> Result<Arc<dyn ProfileSource>, SetupError
                 message: "is required".into(),
             })?;
             let timeout = Duration::from_secs(settings.pipeline.photo_timeout_secs);
-            Arc::new(ReplaySource::open(
-                dir,
-                settings.source.batch,
-                settings.pipeline.max_photo_bytes,
-                timeout,
-            )?)
+            Arc::new(
+                ReplaySource::open(dir, settings.source.batch, settings.pipeline.max_photo_bytes, timeout)?
+                    .with_max_profile_bytes(settings.source.max_body_bytes),
+            )
         }
         SourceKind::Tinder => {
             let t = &settings.source.tinder;
             let token = tinder::load_token(t)?;
             let timeout = Duration::from_secs(t.request_timeout_secs);
-            Arc::new(TinderSource::new(t, token, timeout, settings.pipeline.max_photo_bytes)?)
+            Arc::new(
+                TinderSource::new(t, token, timeout, settings.pipeline.max_photo_bytes)?
+                    .with_max_body_bytes(settings.source.max_body_bytes),
+            )
         }
     };
     match &settings.source.record_dir {
@@ -183,7 +184,7 @@ fn serve(settings: Settings, config_path: Option<PathBuf>, log_format: Option<Lo
             return ExitCode::from(EXIT_FAILURE);
         }
     };
-    runtime.block_on(async move {
+    let code = runtime.block_on(async move {
         let shutdown = Shutdown::new();
         if let Err(e) = shutdown.listen_for_signals() {
             eprintln!("error: cannot listen for signals: {e}");
@@ -233,7 +234,11 @@ fn serve(settings: Settings, config_path: Option<PathBuf>, log_format: Option<Lo
                 ExitCode::from(exit_code(&e, false))
             }
         }
-    })
+    });
+    // Work still blocking a thread (a read that hangs) must not hold the exit: whatever was to be
+    // journaled has been by now.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    code
 }
 
 fn spawn_reload_on_sighup(daemon: Arc<Daemon>) {

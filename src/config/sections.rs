@@ -172,6 +172,8 @@ pub struct SourceSettings {
     /// Longest wait the source can impose, in seconds: a rate limit a year away is waited out for
     /// this long, then the source is asked again.
     pub max_wait_secs: u64,
+    /// Largest API response body or recorded `profile.json` read, in bytes.
+    pub max_body_bytes: u64,
     /// The HTTP source's settings.
     pub tinder: TinderSettings,
 }
@@ -186,6 +188,7 @@ impl Default for SourceSettings {
             record_dir: None,
             min_wait_secs: 5,
             max_wait_secs: 86_400,
+            max_body_bytes: crate::source::replay::DEFAULT_MAX_PROFILE_BYTES,
             tinder: TinderSettings::default(),
         }
     }
@@ -230,6 +233,11 @@ pub struct PipelineSettings {
     pub max_photo_bytes: u64,
     /// Largest photo accepted, in pixels.
     pub max_photo_pixels: u64,
+    /// Photos being decoded at once, across all profiles: with `max_photo_pixels` it bounds the
+    /// memory decoding can take (each decode up to 8 bytes a pixel).
+    pub decodes_at_once: usize,
+    /// Photos scored per profile at most; the rest are journaled as not scored.
+    pub max_photos_per_profile: usize,
     /// On SIGTERM, how long in-flight profiles get to finish, in seconds.
     pub shutdown_grace_secs: u64,
     /// Profiles in a row the scoring engine may fail on (a broken model, a scorer gone) before the
@@ -246,6 +254,9 @@ impl Default for PipelineSettings {
             // The limits are stated once, in preprocessing, where they are enforced.
             max_photo_bytes: Limits::default().max_bytes,
             max_photo_pixels: Limits::default().max_pixels,
+            decodes_at_once: 2,
+            // The most photos a Tinder profile shows.
+            max_photos_per_profile: 9,
             shutdown_grace_secs: 10,
             max_engine_failures: 3,
         }

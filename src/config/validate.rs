@@ -146,6 +146,18 @@ const BOUNDS: &[Bound] = &[
         max: 400_000_000.0,
     },
     Bound {
+        key: "pipeline.decodes_at_once",
+        value: |s| Some(s.pipeline.decodes_at_once as f64),
+        min: 1.0,
+        max: 64.0,
+    },
+    Bound {
+        key: "pipeline.max_photos_per_profile",
+        value: |s| Some(s.pipeline.max_photos_per_profile as f64),
+        min: 1.0,
+        max: 100.0,
+    },
+    Bound {
         key: "pipeline.max_engine_failures",
         value: |s| Some(f64::from(s.pipeline.max_engine_failures)),
         min: 1.0,

@@ -161,6 +161,10 @@ pub enum PreprocessError {
     /// The image has no pixels.
     #[error("image has no pixels")]
     Empty,
+    /// The data ends before the image does (a download cut short): decoders fill the rest with
+    /// grey, which would be scored as if it were the photo.
+    #[error("the image data ends early (a download cut short?)")]
+    Truncated,
 }
 
 /// Decodes an encoded image within `limits`, with its EXIF orientation applied, for a model that
@@ -174,7 +178,11 @@ pub fn decode(bytes: &[u8], limits: &Limits, channels: Channels) -> Result<Dynam
             max: limits.max_bytes,
         });
     }
-    if channels == Channels::Gray && bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
+    let is_jpeg = bytes.starts_with(&[0xFF, 0xD8, 0xFF]);
+    if is_jpeg && !jpeg_is_complete(bytes) {
+        return Err(PreprocessError::Truncated);
+    }
+    if channels == Channels::Gray && is_jpeg {
         if let Some(image) = decode_jpeg_luma(bytes, limits)? {
             return Ok(image);
         }
@@ -201,6 +209,18 @@ pub fn decode(bytes: &[u8], limits: &Limits, channels: Channels) -> Result<Dynam
     let mut image = DynamicImage::from_decoder(decoder).map_err(|e| PreprocessError::Corrupt(e.to_string()))?;
     image.apply_orientation(orientation);
     Ok(image)
+}
+
+/// Whether a JPEG's last scan is followed by its end-of-image marker. A file cut short has none
+/// after its last start-of-scan (an EXIF thumbnail's own end marker comes before the main scans, so
+/// it does not count). Both markers can only appear as markers: in scan data every 0xFF byte is
+/// followed by 0x00 or a restart marker.
+fn jpeg_is_complete(bytes: &[u8]) -> bool {
+    let last = |marker: u8| bytes.windows(2).rposition(|w| w == [0xFF, marker]);
+    match (last(0xDA), last(0xD9)) {
+        (Some(scan), Some(end)) => end > scan,
+        _ => false,
+    }
 }
 
 /// Rejects an empty image or one over the pixel limit, before any pixel is decoded.
@@ -335,6 +355,25 @@ mod tests {
     use super::*;
     use image::{ImageEncoder, Rgb, RgbImage};
 
+    #[test]
+    fn a_jpeg_cut_short_is_an_error_not_a_grey_photo() {
+        let img = crate::synth::photo(true, 96, 80, 3);
+        let jpeg = crate::synth::jpeg(&img, 90);
+        for channels in [Channels::Gray, Channels::Rgb] {
+            decode(&jpeg, &Limits::default(), channels).expect("the whole file decodes");
+            let cut = &jpeg[..jpeg.len() * 7 / 10];
+            assert_eq!(
+                decode(cut, &Limits::default(), channels).unwrap_err(),
+                PreprocessError::Truncated,
+                "{channels:?}"
+            );
+            // Bytes after the end marker (some cameras append data) are not a truncation.
+            let mut trailing = jpeg.clone();
+            trailing.extend_from_slice(b"trailing data");
+            decode(&trailing, &Limits::default(), channels).expect("trailing bytes are harmless");
+        }
+    }
+
     fn png(width: u32, height: u32, f: impl Fn(u32, u32) -> [u8; 3]) -> Vec<u8> {
         let img = RgbImage::from_fn(width, height, |x, y| Rgb(f(x, y)));
         let mut bytes = Vec::new();
@@ -427,8 +466,9 @@ mod tests {
                 Err(PreprocessError::Corrupt(_))
             ));
             let garbage = b"\xFF\xD8\xFF\xE0 garbage garbage garbage";
+            // A JPEG header with no scan and no end marker: refused before any decoding.
             assert!(
-                matches!(decode(garbage, &limits, channels), Err(PreprocessError::Corrupt(_))),
+                matches!(decode(garbage, &limits, channels), Err(PreprocessError::Truncated)),
                 "{channels:?}"
             );
             for big in [png(100, 100, |_, _| [1, 2, 3]), jpeg(100, 100, |_, _| [1, 2, 3])] {

@@ -75,6 +75,8 @@ pub(crate) struct Context {
     pub dry_run: bool,
     /// Longest a photo download may take (`pipeline.photo_timeout_secs`).
     pub photo_timeout: Duration,
+    /// Photos scored per profile at most (`pipeline.max_photos_per_profile`).
+    pub max_photos_per_profile: usize,
     /// The first error that stopped the daemon, returned by `run`.
     fatal: Mutex<Option<DaemonError>>,
     /// After a 401: wait for new credentials (SIGHUP) instead of stopping.
@@ -99,6 +101,8 @@ pub(crate) struct ContextParts {
     pub dry_run: bool,
     /// See [`Context::photo_timeout`].
     pub photo_timeout: Duration,
+    /// See [`Context::max_photos_per_profile`].
+    pub max_photos_per_profile: usize,
     /// See [`Context::wait_for_credentials`].
     pub wait_for_credentials: bool,
     /// See [`Context::likes`].
@@ -128,6 +132,7 @@ impl Context {
             started: Instant::now(),
             dry_run: parts.dry_run,
             photo_timeout: parts.photo_timeout,
+            max_photos_per_profile: parts.max_photos_per_profile,
             fatal: Mutex::new(None),
             wait_for_credentials: parts.wait_for_credentials,
             credentials_reloaded: tokio::sync::Notify::new(),

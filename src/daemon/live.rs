@@ -88,5 +88,6 @@ fn start_scoring(settings: &Settings) -> Result<Arc<ScoringService>, ScorerError
         &scorer_options(settings),
         settings.runtime.scorer_threads,
         settings.runtime.batch_size,
+        settings.pipeline.decodes_at_once,
     )
 }

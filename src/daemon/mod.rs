@@ -80,6 +80,7 @@ impl Daemon {
             shutdown,
             dry_run: settings.source.dry_run,
             photo_timeout: Duration::from_secs(settings.pipeline.photo_timeout_secs),
+            max_photos_per_profile: settings.pipeline.max_photos_per_profile,
             wait_for_credentials: settings.source.tinder.on_unauthorized == OnUnauthorized::Wait,
             likes,
             max_engine_failures: settings.pipeline.max_engine_failures,

@@ -18,10 +18,21 @@ pub(crate) async fn process(ctx: &Context, live: &Live, profile: Profile) {
     let scores: Vec<PhotoScore> = if profile.placeholder {
         Vec::new()
     } else {
-        let results =
-            futures::future::join_all(profile.photos.iter().map(|p| fetch_and_score(ctx, live, &profile, p))).await;
+        let (scored, rest) = profile
+            .photos
+            .split_at(profile.photos.len().min(ctx.max_photos_per_profile));
+        let results = futures::future::join_all(scored.iter().map(|p| fetch_and_score(ctx, live, &profile, p))).await;
         match results.into_iter().collect::<Result<Vec<_>, PhotoError>>() {
-            Ok(scores) => scores,
+            Ok(mut scores) => {
+                scores.extend(rest.iter().map(|photo| PhotoScore::Failed {
+                    photo: photo.clone(),
+                    error: format!(
+                        "not scored: the profile has more than pipeline.max_photos_per_profile ({}) photos",
+                        ctx.max_photos_per_profile
+                    ),
+                }));
+                scores
+            }
             // Not the profile's fault: it is not journaled, so it can be decided another time.
             Err(e) => return ctx.engine_failed(&profile.id, &e),
         }

@@ -34,6 +34,8 @@ pub struct ReplaySource {
     batch: usize,
     /// Largest photo read, in bytes (`pipeline.max_photo_bytes`).
     max_bytes: u64,
+    /// Largest `profile.json` read, in bytes (`source.max_body_bytes`).
+    max_profile_bytes: u64,
     /// For recorded profiles whose photos are URLs.
     http: reqwest::Client,
 }
@@ -45,9 +47,11 @@ impl ReplaySource {
             key: "source.replay_dir",
             message: format!("cannot read the replay directory {}: {e}", dir.display()),
         })?;
+        // Only folders inside the replay directory: a link to a folder elsewhere is not followed.
+        let root = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
         let mut folders: Vec<PathBuf> = entries
             .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.is_dir())
+            .filter(|p| p.is_dir() && p.canonicalize().is_ok_and(|real| real.starts_with(&root)))
             .collect();
         folders.sort();
         let http = reqwest::Client::builder()
@@ -59,20 +63,66 @@ impl ReplaySource {
             folders: Mutex::new(HashMap::new()),
             batch: batch.max(1),
             max_bytes,
+            max_profile_bytes: DEFAULT_MAX_PROFILE_BYTES,
             http,
         })
     }
 
-    /// Reads and checks one folder's `profile.json`; the error names the file.
-    fn read_profile(folder: &Path) -> Result<Profile, String> {
+    /// Sets the largest `profile.json` read (`source.max_body_bytes`).
+    pub fn with_max_profile_bytes(mut self, max: u64) -> Self {
+        self.max_profile_bytes = max;
+        self
+    }
+
+    /// Reads and checks one folder's `profile.json` (a regular file inside the folder, at most
+    /// `max` bytes); the error names the file.
+    fn read_profile(folder: &Path, max: u64) -> Result<Profile, String> {
         let path = folder.join(PROFILE_FILE);
-        let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let profile: Profile = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        let bytes = read_bounded(folder, PROFILE_FILE, max)?;
+        let profile: Profile = serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
         if profile.id.trim().is_empty() {
             return Err(format!("{}: `id` is empty", path.display()));
         }
         Ok(profile)
     }
+}
+
+/// The default of `source.max_body_bytes`: far above any real profile, far below what would
+/// exhaust memory.
+pub const DEFAULT_MAX_PROFILE_BYTES: u64 = 4 << 20;
+
+/// Reads `folder/name`, refusing what is not a regular file inside `folder` once links are
+/// followed (a link to /dev/zero, a FIFO that would block forever, a link out of the folder) and
+/// anything over `max` bytes (checked before and while reading). The error names the file.
+pub fn read_bounded(folder: &Path, name: &str, max: u64) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let path = folder.join(name);
+    let named = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
+    let real = path.canonicalize().map_err(|e| named(&e))?;
+    let real_folder = folder.canonicalize().map_err(|e| named(&e))?;
+    if !real.starts_with(&real_folder) {
+        return Err(named(&format!(
+            "leads out of the profile's folder (to {})",
+            real.display()
+        )));
+    }
+    let meta = std::fs::metadata(&real).map_err(|e| named(&e))?;
+    if !meta.is_file() {
+        return Err(named(&"not a regular file"));
+    }
+    if meta.len() > max {
+        return Err(named(&format!("{} bytes, over the limit of {max}", meta.len())));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    std::fs::File::open(&real)
+        .map_err(|e| named(&e))?
+        .take(max + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| named(&e))?;
+    if bytes.len() as u64 > max {
+        return Err(named(&format!("grew over the limit of {max} bytes while being read")));
+    }
+    Ok(bytes)
 }
 
 /// A relative path that stays inside its folder (no `..`, no root).
@@ -102,13 +152,25 @@ impl ProfileSource for ReplaySource {
         if next.is_empty() {
             return Ok(Candidates::Exhausted);
         }
+        // Reading files is blocking work: off the async threads.
+        let max = self.max_profile_bytes;
+        let read = tokio::task::spawn_blocking(move || {
+            next.into_iter()
+                .map(|folder| {
+                    let profile = Self::read_profile(&folder, max);
+                    (folder, profile)
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .map_err(|e| SourceError::Transient(format!("profile reader stopped: {e}")))?;
         let (mut profiles, mut rejected) = (Vec::new(), Vec::new());
         let mut folders = self.folders.lock().expect("replay folders lock");
-        for folder in next {
+        for (folder, read) in read {
             let label = folder
                 .file_name()
                 .map_or_else(|| folder.display().to_string(), |n| n.to_string_lossy().into_owned());
-            match Self::read_profile(&folder) {
+            match read {
                 Ok(p) if folders.contains_key(&p.id) => {
                     // The first folder with this id is decided; nothing is journaled for the
                     // others, which would otherwise be recorded under the first one's id.
@@ -144,24 +206,11 @@ impl ProfileSource for ReplaySource {
             .expect("replay folders lock")
             .get(&profile.id)
             .cloned();
-        let path = folder
-            .ok_or_else(|| SourceError::Permanent(format!("unknown profile `{}`", profile.id)))?
-            .join(name);
-        let max = self.max_bytes;
-        tokio::task::spawn_blocking(move || {
-            let len = std::fs::metadata(&path)
-                .map_err(|e| SourceError::Permanent(format!("{}: {e}", path.display())))?
-                .len();
-            if len > max {
-                return Err(SourceError::Permanent(format!(
-                    "{} is {len} bytes, over the limit of {max}",
-                    path.display()
-                )));
-            }
-            std::fs::read(&path).map_err(|e| SourceError::Permanent(format!("{}: {e}", path.display())))
-        })
-        .await
-        .map_err(|e| SourceError::Transient(format!("photo reader stopped: {e}")))?
+        let folder = folder.ok_or_else(|| SourceError::Permanent(format!("unknown profile `{}`", profile.id)))?;
+        let (max, name) = (self.max_bytes, name.to_string());
+        tokio::task::spawn_blocking(move || read_bounded(&folder, &name, max).map_err(SourceError::Permanent))
+            .await
+            .map_err(|e| SourceError::Transient(format!("photo reader stopped: {e}")))?
     }
 
     async fn swipe(&self, _profile: &Profile, _decision: Decision) -> Result<SwipeOutcome, SourceError> {

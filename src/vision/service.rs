@@ -33,6 +33,9 @@ pub struct ScoringService {
     device: Device,
     /// Size limits applied before decoding.
     limits: Limits,
+    /// Bounds the photos being decoded at once: a decoded photo can take up to
+    /// `max_pixels` x 8 bytes, so this (not the number of photos in flight) bounds that memory.
+    decode_slots: tokio::sync::Semaphore,
 }
 
 impl std::fmt::Debug for ScoringService {
@@ -45,13 +48,15 @@ impl std::fmt::Debug for ScoringService {
 }
 
 impl ScoringService {
-    /// Loads `threads` sessions of the model at `path` and starts their threads. The threads stop
-    /// when the service is dropped and the queue drains.
+    /// Loads `threads` sessions of the model at `path` and starts their threads, with at most
+    /// `decodes_at_once` photos being decoded at any time. The threads stop when the service is
+    /// dropped and the queue drains.
     pub fn start(
         path: &Path,
         options: &ScorerOptions,
         threads: usize,
         batch_size: usize,
+        decodes_at_once: usize,
     ) -> Result<Arc<Self>, ScorerError> {
         let scorers = (0..threads.max(1))
             .map(|_| Scorer::load(path, options))
@@ -78,6 +83,7 @@ impl ScoringService {
             sha256,
             device,
             limits,
+            decode_slots: tokio::sync::Semaphore::new(decodes_at_once.max(1)),
         }))
     }
 
@@ -99,6 +105,11 @@ impl ScoringService {
     /// Decodes and preprocesses encoded photo `bytes` off the async threads, then scores them.
     pub async fn decode_and_score(&self, bytes: Vec<u8>) -> Result<f32, PhotoError> {
         let (recipe, limits) = (self.info.recipe, self.limits);
+        let _slot = self
+            .decode_slots
+            .acquire()
+            .await
+            .expect("the decode semaphore is never closed");
         let input = tokio::task::spawn_blocking(move || {
             let mut input = Vec::with_capacity(recipe.input_len());
             preprocess::prepare(&bytes, &recipe, &limits, &mut input).map(|()| input)

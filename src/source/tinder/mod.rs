@@ -47,6 +47,8 @@ pub struct TinderSource {
     empty_backoff: Mutex<Duration>,
     /// Largest photo downloaded, in bytes (`pipeline.max_photo_bytes`).
     max_photo_bytes: u64,
+    /// Largest API body read, in bytes (`source.max_body_bytes`).
+    max_body_bytes: u64,
 }
 
 impl std::fmt::Debug for TinderSource {
@@ -88,7 +90,14 @@ impl TinderSource {
             hold_until: Mutex::new(None),
             empty_backoff: Mutex::new(Duration::from_secs(settings.empty_backoff_secs)),
             max_photo_bytes,
+            max_body_bytes: crate::source::replay::DEFAULT_MAX_PROFILE_BYTES,
         })
+    }
+
+    /// Sets the largest API body read (`source.max_body_bytes`).
+    pub fn with_max_body_bytes(mut self, max: u64) -> Self {
+        self.max_body_bytes = max;
+        self
     }
 
     /// Replaces the token (SIGHUP after a 401, with `on_unauthorized = "wait"`).
@@ -144,8 +153,14 @@ impl TinderSource {
                     } else if !status.is_success() {
                         return Err(SourceError::Permanent(format!("{what}: HTTP {status}")));
                     } else {
-                        match response.bytes().await {
-                            Err(e) => format!("{what}: {}", photo::without_url(&e)),
+                        match read_capped(response, self.max_body_bytes).await {
+                            Err(BodyError::TooLarge) => {
+                                return Err(SourceError::Transient(format!(
+                                    "{what}: the body is over source.max_body_bytes ({} bytes); will try again later",
+                                    self.max_body_bytes
+                                )))
+                            }
+                            Err(BodyError::Broken(e)) => format!("{what}: {}", photo::without_url(&e)),
                             Ok(body) => {
                                 return serde_json::from_slice(&body).map_err(|e| {
                                     SourceError::Transient(format!(
@@ -168,6 +183,31 @@ impl TinderSource {
             attempt += 1;
         }
     }
+}
+
+/// Why a body could not be read whole.
+enum BodyError {
+    /// Over the cap: the rest was not read.
+    TooLarge,
+    /// The connection broke off.
+    Broken(reqwest::Error),
+}
+
+/// Reads a response body of at most `max` bytes, refusing it as soon as it passes the cap (the
+/// declared length is checked first), so a stranger's server cannot make the daemon buffer
+/// without bound.
+async fn read_capped(mut response: reqwest::Response, max: u64) -> Result<Vec<u8>, BodyError> {
+    if response.content_length().is_some_and(|n| n > max) {
+        return Err(BodyError::TooLarge);
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(BodyError::Broken)? {
+        if body.len() as u64 + chunk.len() as u64 > max {
+            return Err(BodyError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 /// `Retry-After` as seconds or an HTTP date.
