@@ -104,13 +104,20 @@ fn make_source(settings: &Settings) -> Result<Arc<dyn ProfileSource>, SetupError
                 settings.source.batch,
                 settings.pipeline.max_photo_bytes,
                 timeout,
+                settings.source.allow_private_photo_hosts,
             )?)
         }
         SourceKind::Tinder => {
             let t = &settings.source.tinder;
             let token = tinder::load_token(t)?;
             let timeout = Duration::from_secs(t.request_timeout_secs);
-            Arc::new(TinderSource::new(t, token, timeout, settings.pipeline.max_photo_bytes)?)
+            Arc::new(TinderSource::new(
+                t,
+                token,
+                timeout,
+                settings.pipeline.max_photo_bytes,
+                settings.source.allow_private_photo_hosts,
+            )?)
         }
     };
     match &settings.source.record_dir {
