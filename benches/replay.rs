@@ -169,6 +169,7 @@ fn main() {
                     settings.source.batch,
                     settings.pipeline.max_photo_bytes,
                     std::time::Duration::from_secs(20),
+                    false,
                 )
                 .unwrap(),
             );

@@ -147,8 +147,14 @@ fn make_source(settings: &Settings) -> Result<Arc<dyn ProfileSource>, SetupError
             })?;
             let timeout = Duration::from_secs(settings.pipeline.photo_timeout_secs);
             Arc::new(
-                ReplaySource::open(dir, settings.source.batch, settings.pipeline.max_photo_bytes, timeout)?
-                    .with_max_profile_bytes(settings.source.max_body_bytes),
+                ReplaySource::open(
+                    dir,
+                    settings.source.batch,
+                    settings.pipeline.max_photo_bytes,
+                    timeout,
+                    settings.source.allow_private_photo_hosts,
+                )?
+                .with_max_profile_bytes(settings.source.max_body_bytes),
             )
         }
         SourceKind::Tinder => {
@@ -156,8 +162,14 @@ fn make_source(settings: &Settings) -> Result<Arc<dyn ProfileSource>, SetupError
             let token = tinder::load_token(t)?;
             let timeout = Duration::from_secs(t.request_timeout_secs);
             Arc::new(
-                TinderSource::new(t, token, timeout, settings.pipeline.max_photo_bytes)?
-                    .with_max_body_bytes(settings.source.max_body_bytes),
+                TinderSource::new(
+                    t,
+                    token,
+                    timeout,
+                    settings.pipeline.max_photo_bytes,
+                    settings.source.allow_private_photo_hosts,
+                )?
+                .with_max_body_bytes(settings.source.max_body_bytes),
             )
         }
     };

@@ -530,6 +530,8 @@ fn with_on_unauthorized_wait_a_sighup_brings_the_new_token() {
     api.push_recs(api.recs("v2_recs_core.json"));
     let token_file = dir.path().join("token");
     std::fs::write(&token_file, "old-token-1\n").unwrap();
+    // A token file must be readable by its owner only.
+    std::fs::set_permissions(&token_file, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     let env = [
         ("SWIPEBOT__SOURCE__TINDER__ON_UNAUTHORIZED", "wait"),
         ("SWIPEBOT__SOURCE__TINDER__TOKEN_FILE", token_file.to_str().unwrap()),

@@ -107,8 +107,12 @@ pub struct TinderSettings {
     /// A file holding the token; unset: the systemd credential, else `token_env`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token_file: Option<PathBuf>,
-    /// Name of the systemd credential (`LoadCredential=NAME:...`) holding the token.
+    /// Name of the systemd credential (`LoadCredential=NAME:...`) holding the token: a plain name,
+    /// looked up inside `$CREDENTIALS_DIRECTORY`.
     pub credential_name: String,
+    /// Hosts besides the API's own origin that get the token (https only), e.g. a photo host that
+    /// answers 403 without it. Empty by default: photos on other hosts are downloaded without it.
+    pub token_hosts: Vec<String>,
     /// User-Agent of every request.
     pub user_agent: String,
     /// Timeout of one API request, in seconds.
@@ -137,6 +141,7 @@ impl Default for TinderSettings {
             token_env: "SWIPEBOT_API_TOKEN".into(),
             token_file: None,
             credential_name: "swipebot-token".into(),
+            token_hosts: Vec::new(),
             user_agent: concat!("swipebot/", env!("CARGO_PKG_VERSION")).into(),
             request_timeout_secs: 15,
             max_retries: 4,
@@ -174,6 +179,9 @@ pub struct SourceSettings {
     pub max_wait_secs: u64,
     /// Largest API response body or recorded `profile.json` read, in bytes.
     pub max_body_bytes: u64,
+    /// Let photo URLs reach loopback, private, link-local and metadata addresses. Off by default,
+    /// since photo URLs are written by strangers; an API on such an address allows them anyway.
+    pub allow_private_photo_hosts: bool,
     /// The HTTP source's settings.
     pub tinder: TinderSettings,
 }
@@ -189,6 +197,7 @@ impl Default for SourceSettings {
             min_wait_secs: 5,
             max_wait_secs: 86_400,
             max_body_bytes: crate::source::replay::DEFAULT_MAX_PROFILE_BYTES,
+            allow_private_photo_hosts: false,
             tinder: TinderSettings::default(),
         }
     }

@@ -2,6 +2,7 @@
 //! the few checks that relate keys to each other or parse a value.
 
 use crate::config::{ConfigError, Settings, SourceKind};
+use crate::source::tinder::{check_base_url, check_credential_name, check_token_host};
 use crate::vision::scorer::Device;
 
 /// One numeric key and the closed range its value must lie in.
@@ -221,13 +222,22 @@ pub(super) fn validate(s: &Settings) -> Result<(), ConfigError> {
             ),
         ));
     }
+    if let Err(message) = check_credential_name(&t.credential_name) {
+        return Err(invalid("source.tinder.credential_name", message));
+    }
+    if let Some(message) = t.token_hosts.iter().find_map(|h| check_token_host(h).err()) {
+        return Err(invalid("source.tinder.token_hosts", message));
+    }
     if s.source.kind == SourceKind::Tinder {
         let url = reqwest::Url::parse(&t.base_url);
-        if !url.as_ref().is_ok_and(|u| matches!(u.scheme(), "http" | "https")) {
+        let Ok(url) = url else {
             return Err(invalid(
                 "source.tinder.base_url",
                 format!("`{}` is not an http(s) URL", t.base_url),
             ));
+        };
+        if let Err(message) = check_base_url(&url) {
+            return Err(invalid("source.tinder.base_url", message));
         }
         if t.token_env.is_empty() {
             return Err(invalid("source.tinder.token_env", "must name an environment variable"));
@@ -279,6 +289,66 @@ mod tests {
                 Err(ConfigError::Invalid { key, .. }) => assert_eq!(key, b.key),
                 other => panic!("{} = {outside}: expected an error naming the key, got {other:?}", b.key),
             }
+        }
+    }
+
+    /// Settings for the HTTP source, otherwise the defaults.
+    fn tinder() -> Settings {
+        let mut s = Settings::default();
+        s.source.kind = SourceKind::Tinder;
+        s
+    }
+
+    /// The key named by `validate`'s error, or `None` when the settings pass.
+    fn failing_key(s: &Settings) -> Option<&'static str> {
+        match validate(s) {
+            Ok(()) => None,
+            Err(ConfigError::Invalid { key, .. }) => Some(key),
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+    }
+
+    #[test]
+    fn a_credential_name_cannot_leave_the_credentials_directory() {
+        for bad in ["/etc/swipebot/token", "../token", "..", "a/../../b", "sub/token", ""] {
+            let mut s = tinder();
+            s.source.tinder.credential_name = bad.into();
+            assert_eq!(failing_key(&s), Some("source.tinder.credential_name"), "{bad:?}");
+        }
+        let mut s = tinder();
+        s.source.tinder.credential_name = "swipebot-token.v2".into();
+        assert_eq!(failing_key(&s), None);
+    }
+
+    #[test]
+    fn the_token_never_goes_over_plain_http_off_this_machine_and_token_hosts_are_bare_names() {
+        for (base, ok) in [
+            ("https://api.gotinder.com", true),
+            ("http://127.0.0.1:8080", true),
+            ("http://[::1]:8080", true),
+            ("http://localhost:8080/api", true),
+            ("http://api.gotinder.com", false),
+            ("http://192.168.1.10:8080", false),
+            ("ftp://api.gotinder.com", false),
+        ] {
+            let mut s = tinder();
+            s.source.tinder.base_url = base.into();
+            let want = (!ok).then_some("source.tinder.base_url");
+            assert_eq!(failing_key(&s), want, "{base}");
+        }
+        for (host, ok) in [
+            ("images-ssl.gotinder.com", true),
+            ("Images-SSL.gotinder.com.", true),
+            ("https://images-ssl.gotinder.com", false),
+            ("images-ssl.gotinder.com:443", false),
+            ("images-ssl.gotinder.com/x", false),
+            ("user@images-ssl.gotinder.com", false),
+            ("", false),
+        ] {
+            let mut s = tinder();
+            s.source.tinder.token_hosts = vec![host.into()];
+            let want = (!ok).then_some("source.tinder.token_hosts");
+            assert_eq!(failing_key(&s), want, "{host:?}");
         }
     }
 }

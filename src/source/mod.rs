@@ -3,10 +3,14 @@
 //! The daemon speaks only to [`ProfileSource`]. [`replay::ReplaySource`] reads recorded profiles from
 //! disk (the test mode: nothing leaves the machine); the HTTP source talks to a Tinder-style API.
 
+pub mod address;
 pub mod photo;
 pub mod recorder;
 pub mod replay;
 pub mod tinder;
+
+#[cfg(test)]
+pub(crate) mod test_server;
 
 use std::time::Duration;
 

@@ -156,4 +156,49 @@ mod tests {
         assert_eq!(extension("https://h/x/640x640_a.jpg?t=1"), "jpg");
         assert_eq!(extension("https://h/x/a.WEBP"), "webp");
     }
+
+    #[tokio::test]
+    async fn a_body_that_is_not_an_image_is_never_recorded() {
+        use crate::source::replay::ReplaySource;
+        use crate::source::test_server::{Reply, TestServer};
+        let jpeg = b"\xFF\xD8\xFF\xE0 a photo".to_vec();
+        let body = jpeg.clone();
+        let server = TestServer::start(move |r| match r.path.as_str() {
+            "/html.jpg" => Reply::ok(Some("text/html"), b"<html>Access denied</html>"),
+            "/octet.jpg" => Reply::ok(Some("application/octet-stream"), b"<html>Access denied</html>"),
+            "/none.jpg" => Reply::ok(None, b"{\"error\": \"not found\"}"),
+            _ => Reply::ok(Some("image/jpeg"), &body),
+        });
+        let photos: Vec<String> = ["/html.jpg", "/octet.jpg", "/none.jpg", "/good.jpg"]
+            .iter()
+            .map(|p| server.url(p))
+            .collect();
+        let profile = Profile {
+            photos: photos.clone(),
+            ..serde_json::from_str(r#"{"id": "p1", "photos": []}"#).unwrap()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let live = dir.path().join("live");
+        std::fs::create_dir_all(live.join("p1")).unwrap();
+        write_profile(&live.join("p1"), &profile).unwrap();
+        let inner = ReplaySource::open(&live, 10, 1 << 20, std::time::Duration::from_secs(5), true).unwrap();
+        let recorder = RecordingSource::new(Arc::new(inner), &dir.path().join("recorded")).unwrap();
+        assert!(matches!(
+            recorder.candidates().await.unwrap(),
+            Candidates::Profiles { .. }
+        ));
+        for photo in &photos[..3] {
+            let err = recorder.photo(&profile, photo).await.unwrap_err();
+            assert!(err.to_string().contains(photo.as_str()), "{err}");
+        }
+        assert_eq!(recorder.photo(&profile, &photos[3]).await.unwrap(), jpeg);
+        let folder = dir.path().join("recorded").join("p1");
+        let mut stored: Vec<String> = std::fs::read_dir(&folder)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        stored.sort();
+        assert_eq!(stored, ["3.jpg", "profile.json"], "only the image was recorded");
+        assert_eq!(std::fs::read(folder.join("3.jpg")).unwrap(), jpeg);
+    }
 }

@@ -13,6 +13,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::profile::{Decision, Profile, SwipeOutcome};
+use crate::source::address::AddressPolicy;
 use crate::source::{photo, Candidates, ProfileSource, Rejected, SetupError, SourceError};
 
 /// Name of the profile file in each recorded profile's folder.
@@ -36,13 +37,22 @@ pub struct ReplaySource {
     max_bytes: u64,
     /// Largest `profile.json` read, in bytes (`source.max_body_bytes`).
     max_profile_bytes: u64,
-    /// For recorded profiles whose photos are URLs.
+    /// For recorded profiles whose photos are URLs (no credentials, every hop and address checked).
     http: reqwest::Client,
+    /// Which addresses URL photos may come from: public ones, unless private ones are allowed.
+    photo_addresses: AddressPolicy,
 }
 
 impl ReplaySource {
-    /// Opens `dir`; fails if it is not a readable directory.
-    pub fn open(dir: &Path, batch: usize, max_bytes: u64, timeout: Duration) -> Result<Self, SetupError> {
+    /// Opens `dir`; fails if it is not a readable directory. URL photos on private addresses are
+    /// refused unless `allow_private_photo_hosts` (there is no API whose address would allow them).
+    pub fn open(
+        dir: &Path,
+        batch: usize,
+        max_bytes: u64,
+        timeout: Duration,
+        allow_private_photo_hosts: bool,
+    ) -> Result<Self, SetupError> {
         let entries = std::fs::read_dir(dir).map_err(|e| SetupError::Config {
             key: "source.replay_dir",
             message: format!("cannot read the replay directory {}: {e}", dir.display()),
@@ -54,10 +64,8 @@ impl ReplaySource {
             .filter(|p| p.is_dir() && p.canonicalize().is_ok_and(|real| real.starts_with(&root)))
             .collect();
         folders.sort();
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .build()
-            .map_err(|e| SetupError::HttpClient(e.to_string()))?;
+        let photo_addresses = AddressPolicy::for_api(None, allow_private_photo_hosts);
+        let http = photo::client(timeout, None, photo_addresses)?;
         Ok(ReplaySource {
             pending: Mutex::new(folders.into()),
             folders: Mutex::new(HashMap::new()),
@@ -65,6 +73,7 @@ impl ReplaySource {
             max_bytes,
             max_profile_bytes: DEFAULT_MAX_PROFILE_BYTES,
             http,
+            photo_addresses,
         })
     }
 
@@ -193,7 +202,15 @@ impl ProfileSource for ReplaySource {
 
     async fn photo(&self, profile: &Profile, name: &str) -> Result<Vec<u8>, SourceError> {
         if photo::is_url(name) {
-            return photo::fetch(&self.http, name, Default::default(), self.max_bytes).await;
+            let url = photo::parse_url(name)?;
+            return photo::fetch(
+                &self.http,
+                &url,
+                Default::default(),
+                self.max_bytes,
+                self.photo_addresses,
+            )
+            .await;
         }
         if !is_contained(name) {
             return Err(SourceError::Permanent(format!(
@@ -242,7 +259,7 @@ mod tests {
         write("a", r#"{"id": "p1", "name": "A", "photos": []}"#);
         write("c", r#"{"photos": "#);
         write("d", r#"{"id": "p1", "photos": []}"#);
-        let source = ReplaySource::open(dir.path(), 10, 1 << 20, Duration::from_secs(5)).unwrap();
+        let source = ReplaySource::open(dir.path(), 10, 1 << 20, Duration::from_secs(5), false).unwrap();
         let Candidates::Profiles { profiles, rejected } = source.candidates().await.unwrap() else {
             panic!("expected profiles")
         };
@@ -256,5 +273,37 @@ mod tests {
         assert!(matches!(source.candidates().await.unwrap(), Candidates::Exhausted));
         let err = source.photo(&profiles[1], "1.jpg").await.unwrap_err();
         assert!(err.to_string().contains("1.jpg"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn url_photos_on_private_addresses_are_refused_unless_allowed() {
+        use crate::source::test_server::{Reply, TestServer};
+        let server = TestServer::start(|_| Reply::ok(Some("image/jpeg"), b"\xFF\xD8\xFF\xE0"));
+        let port = server.addr.port();
+        let dir = tempfile::tempdir().unwrap();
+        let urls = [
+            format!("http://127.0.0.1:{port}/a.jpg"),
+            format!("http://2130706433:{port}/a.jpg"),
+            format!("http://localhost:{port}/a.jpg"),
+        ];
+        let profile = Profile {
+            photos: urls.to_vec(),
+            ..serde_json::from_str(r#"{"id": "p1", "photos": []}"#).unwrap()
+        };
+        std::fs::create_dir(dir.path().join("a")).unwrap();
+        write_profile(&dir.path().join("a"), &profile).unwrap();
+        let refusing = ReplaySource::open(dir.path(), 10, 1 << 20, Duration::from_secs(5), false).unwrap();
+        for u in &urls {
+            let err = refusing.photo(&profile, u).await.unwrap_err();
+            assert!(
+                err.to_string().contains("source.allow_private_photo_hosts"),
+                "{u}: {err}"
+            );
+        }
+        assert!(server.requests().is_empty(), "a private address was reached");
+        let allowing = ReplaySource::open(dir.path(), 10, 1 << 20, Duration::from_secs(5), true).unwrap();
+        for u in &urls {
+            assert!(allowing.photo(&profile, u).await.is_ok(), "{u}");
+        }
     }
 }

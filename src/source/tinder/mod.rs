@@ -21,18 +21,28 @@ use serde_json::Value;
 
 use crate::config::{RecsApi, TinderSettings};
 use crate::profile::{Decision, Profile, SwipeOutcome};
+use crate::source::address::AddressPolicy;
 use crate::source::{photo, Candidates, PhotoNeeds, ProfileSource, SetupError, SourceError};
 
 mod parse;
+#[cfg(test)]
+mod photo_tests;
 mod token;
 
 pub use parse::{parse_recs, parse_swipe, pick_photo_url, Recs};
-pub use token::{load_token, Token, AUTH_HEADER};
+pub use token::{check_base_url, check_credential_name, check_token_host, load_token, Token, TokenScope, AUTH_HEADER};
 
 /// The HTTP source.
 pub struct TinderSource {
-    /// One client for the API and the photos (timeout and User-Agent set).
+    /// The client of requests that carry the token (the API, photos in [`TokenScope`]): redirects
+    /// are followed within the request's origin only.
     http: reqwest::Client,
+    /// The client of photo downloads without the token: every hop and address checked.
+    photos: reqwest::Client,
+    /// Which URLs get the token: the API's origin and `source.tinder.token_hosts`.
+    token_scope: TokenScope,
+    /// Which addresses photos may come from (private ones only when the API is on one, or allowed).
+    photo_addresses: AddressPolicy,
     /// The API's base URL (`source.tinder.base_url`).
     base: reqwest::Url,
     /// The current token; replaced on SIGHUP.
@@ -60,12 +70,14 @@ impl std::fmt::Debug for TinderSource {
 }
 
 impl TinderSource {
-    /// A source for `settings` with `token`; photos over `max_photo_bytes` are refused.
+    /// A source for `settings` with `token`; photos over `max_photo_bytes` are refused, and photos
+    /// on private addresses too unless `allow_private_photo_hosts` or the API is on one.
     pub fn new(
         settings: &TinderSettings,
         token: Token,
         timeout: Duration,
         max_photo_bytes: u64,
+        allow_private_photo_hosts: bool,
     ) -> Result<Self, SetupError> {
         let bad_url = |message: String| SetupError::Config {
             key: "source.tinder.base_url",
@@ -73,16 +85,13 @@ impl TinderSource {
         };
         let base =
             reqwest::Url::parse(&settings.base_url).map_err(|e| bad_url(format!("`{}`: {e}", settings.base_url)))?;
-        if !matches!(base.scheme(), "http" | "https") {
-            return Err(bad_url(format!("`{}` is not http or https", settings.base_url)));
-        }
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .user_agent(settings.user_agent.clone())
-            .build()
-            .map_err(|e| SetupError::HttpClient(e.to_string()))?;
+        check_base_url(&base).map_err(bad_url)?;
+        let photo_addresses = AddressPolicy::for_api(Some(&base), allow_private_photo_hosts);
         Ok(TinderSource {
-            http,
+            http: token::client(timeout, &settings.user_agent)?,
+            photos: photo::client(timeout, Some(&settings.user_agent), photo_addresses)?,
+            token_scope: TokenScope::new(&base, &settings.token_hosts),
+            photo_addresses,
             base,
             token: RwLock::new(token),
             settings: settings.clone(),
@@ -292,9 +301,18 @@ impl ProfileSource for TinderSource {
         if !photo::is_url(url) {
             return Err(SourceError::Permanent(format!("photo `{url}` is not an http(s) URL")));
         }
+        let parsed = photo::parse_url(url)?;
+        // The token goes only where it belongs; every other photo host gets a request without it.
+        let with_token = self.token_scope.allows(&parsed);
+        let client = if with_token { &self.http } else { &self.photos };
         let mut attempt = 0;
         loop {
-            match photo::fetch(&self.http, url, self.auth_headers()?, self.max_photo_bytes).await {
+            let headers = if with_token {
+                self.auth_headers()?
+            } else {
+                HeaderMap::new()
+            };
+            match photo::fetch(client, &parsed, headers, self.max_photo_bytes, self.photo_addresses).await {
                 Err(SourceError::Transient(e)) if attempt < self.settings.max_retries.min(2) => {
                     tracing::debug!(attempt, "{e}; retrying");
                     self.backoff(attempt).await;
