@@ -437,7 +437,7 @@ impl Journal {
 mod tests {
     use super::*;
     use crate::profile::PhotoScore;
-    use chrono::Utc;
+    use chrono::{DateTime, Utc};
 
     fn record(id: &str, decision: Decision, sent: bool) -> Record {
         Record {
@@ -480,6 +480,24 @@ mod tests {
         // The intent file was compacted to the one unresolved intent.
         let pending = std::fs::read_to_string(dir.path().join(PENDING)).unwrap();
         assert_eq!(pending.lines().count(), 1);
+    }
+
+    #[test]
+    fn a_like_counts_on_the_day_it_was_sent_not_the_day_it_was_decided() {
+        let dir = tempfile::tempdir().unwrap();
+        let day = |s: &str| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+        let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+        let mut late = record("a", Decision::Like, true);
+        late.at = at("2026-11-28T23:59:50Z");
+        late.sent_at = Some(at("2026-11-29T00:00:05Z"));
+        {
+            let mut j = Journal::open(dir.path()).unwrap();
+            j.record(&late).unwrap();
+            assert_eq!(j.likes_on(day("2026-11-28")), 0);
+            assert_eq!(j.likes_on(day("2026-11-29")), 1);
+        }
+        let j = Journal::open(dir.path()).unwrap();
+        assert_eq!(j.likes_on(day("2026-11-29")), 1, "and so after a restart");
     }
 
     #[test]

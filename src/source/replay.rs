@@ -249,6 +249,84 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn only_regular_files_inside_the_folder_are_read_and_never_past_the_cap() {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = dir.path().join("p");
+        std::fs::create_dir_all(&folder).unwrap();
+        write_profile(
+            &folder,
+            &Profile {
+                id: "p".into(),
+                name: String::new(),
+                bio: String::new(),
+                photos: vec![],
+                placeholder: false,
+                extra: Default::default(),
+            },
+        )
+        .unwrap();
+        std::fs::write(folder.join("ok.jpg"), vec![7u8; 100]).unwrap();
+        std::fs::write(folder.join("big.jpg"), vec![7u8; 5000]).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", folder.join("zero.jpg")).unwrap();
+        std::fs::write(dir.path().join("outside.jpg"), b"secret").unwrap();
+        std::os::unix::fs::symlink(dir.path().join("outside.jpg"), folder.join("out.jpg")).unwrap();
+        let fifo = folder.join("fifo.jpg");
+        assert!(std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success());
+        assert_eq!(read_bounded(&folder, "ok.jpg", 1000).unwrap().len(), 100);
+        let err = read_bounded(&folder, "big.jpg", 1000).unwrap_err();
+        assert!(err.contains("big.jpg") && err.contains("over the limit"), "{err}");
+        // A link to a device would read without end; a FIFO would block forever.
+        let err = read_bounded(&folder, "zero.jpg", 1000).unwrap_err();
+        assert!(err.contains("leads out of the profile's folder"), "{err}");
+        let err = read_bounded(&folder, "out.jpg", 1000).unwrap_err();
+        assert!(err.contains("leads out of the profile's folder"), "{err}");
+        let err = read_bounded(&folder, "fifo.jpg", 1000).unwrap_err();
+        assert!(err.contains("not a regular file"), "{err}");
+        // The same through the source, with the photo cap.
+        let source = ReplaySource::open(dir.path(), 10, 1000, Duration::from_secs(5), false).unwrap();
+        let Candidates::Profiles { profiles, .. } = source.candidates().await.unwrap() else {
+            panic!("expected the profile")
+        };
+        for name in ["big.jpg", "zero.jpg", "fifo.jpg"] {
+            let err = tokio::time::timeout(Duration::from_secs(5), source.photo(&profiles[0], name))
+                .await
+                .expect("refused at once, never hanging")
+                .unwrap_err();
+            assert!(err.to_string().contains(name), "{err}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_profile_json_over_the_cap_is_rejected_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = dir.path().join("huge");
+        std::fs::create_dir_all(&folder).unwrap();
+        let bio = "x".repeat(200_000);
+        std::fs::write(
+            folder.join(PROFILE_FILE),
+            format!(r#"{{"id": "h", "bio": "{bio}", "photos": []}}"#),
+        )
+        .unwrap();
+        let source = ReplaySource::open(dir.path(), 10, 1 << 20, Duration::from_secs(5), false)
+            .unwrap()
+            .with_max_profile_bytes(100_000);
+        let Candidates::Profiles { profiles, rejected } = source.candidates().await.unwrap() else {
+            panic!("expected a batch")
+        };
+        assert!(profiles.is_empty());
+        assert_eq!(rejected.len(), 1);
+        assert!(
+            rejected[0].reason.contains("huge/profile.json") && rejected[0].reason.contains("over the limit"),
+            "{:?}",
+            rejected[0]
+        );
+    }
+
+    #[tokio::test]
     async fn reads_profiles_in_order_and_rejects_broken_ones() {
         let dir = tempfile::tempdir().unwrap();
         let write = |folder: &str, json: &str| {

@@ -148,3 +148,18 @@ async fn photos_on_private_addresses_are_refused_unless_the_api_is_on_one_or_the
         "photos off the API's origin go without the token"
     );
 }
+
+#[tokio::test]
+async fn an_api_body_over_the_cap_fails_that_call_only() {
+    let big = format!(r#"{{"data": {{"results": [], "pad": "{}"}}}}"#, "x".repeat(300_000));
+    let server = TestServer::start(move |_| Reply::ok(Some("application/json"), big.as_bytes()));
+    let capped = source(&server.url(""), &[], false).with_max_body_bytes(100_000);
+    let err = capped.candidates().await.unwrap_err();
+    assert!(
+        matches!(&err, SourceError::Transient(m) if m.contains("source.max_body_bytes")),
+        "{err}"
+    );
+    // Under the cap, the same body is read (and is an empty page of recommendations).
+    let roomy = source(&server.url(""), &[], false).with_max_body_bytes(1 << 20);
+    assert!(matches!(roomy.candidates().await, Ok(Candidates::Wait(_))));
+}
