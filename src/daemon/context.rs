@@ -18,6 +18,9 @@ use crate::profile::{Decision, PhotoScore};
 use crate::shutdown::Shutdown;
 use crate::source::ProfileSource;
 
+/// How often a deliberate wait shows a sign of life: well inside any watchdog interval.
+const BEAT: Duration = Duration::from_secs(1);
+
 /// Floor and ceiling of every wait a source imposes (`source.min_wait_secs`,
 /// `source.max_wait_secs`): a zero or past deadline never makes a storm of calls, and no deadline
 /// keeps the daemon asleep for longer than the ceiling.
@@ -159,7 +162,7 @@ impl Context {
                 return true;
             }
             self.beat();
-            if !self.shutdown.sleep(left.min(Duration::from_secs(5))).await {
+            if !self.shutdown.sleep(left.min(BEAT)).await {
                 return false;
             }
         }
@@ -180,7 +183,7 @@ impl Context {
         loop {
             tokio::select! {
                 out = &mut work => return out,
-                _ = tokio::time::sleep(Duration::from_secs(5)) => {
+                _ = tokio::time::sleep(BEAT) => {
                     if started.elapsed() < limit {
                         self.beat();
                     }
@@ -205,7 +208,7 @@ impl Context {
                 _ = reloaded => return true,
                 _ = self.shutdown.wait() => return false,
                 // Keep the watchdog fed while paused on purpose.
-                _ = tokio::time::sleep(Duration::from_secs(5)) => self.beat(),
+                _ = tokio::time::sleep(BEAT) => self.beat(),
             }
         }
     }
