@@ -1,8 +1,6 @@
 //! The HTTP source against a real HTTP server on loopback that serves the API fixtures and injects
 //! faults, with the real daemon process on top.
 
-mod common;
-
 use std::collections::{HashMap, VecDeque};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -14,15 +12,27 @@ use std::time::{Duration, Instant, SystemTime};
 use swipebot::journal::{Journal, Record};
 use swipebot::profile::{Decision, PhotoScore};
 
+use crate::common;
+use crate::common::journal::by_id;
+use crate::common::models::untrained_model;
+use crate::common::paths::tinder_fixture as fixture;
+use crate::common::process::{signal, wait_with_timeout};
+
+/// The API token the daemon is given; it must never show in a log line or a file.
 const TOKEN: &str = "tok-3f9a1c7e-secret";
 
 /// One scripted answer.
 #[derive(Clone)]
 struct Reply {
+    /// HTTP status code.
     status: u16,
+    /// The `Content-Type` header.
     content_type: &'static str,
+    /// The body as sent.
     body: Vec<u8>,
+    /// How long the server waits before answering (a slow server).
     delay: Duration,
+    /// Further headers (`Retry-After`).
     headers: Vec<(&'static str, String)>,
     /// Declared body length when it should differ from the real one (a truncated body).
     declared_len: Option<usize>,
@@ -54,28 +64,33 @@ impl Reply {
 /// A request the server saw.
 #[derive(Clone, Debug)]
 struct Seen {
+    /// When its request line and headers had arrived.
     at: Instant,
+    /// The request path, with its query.
     path: String,
+    /// Its `X-Auth-Token` header.
     token: Option<String>,
 }
 
+/// What the fake API answers next, and what it has seen.
 #[derive(Default)]
 struct State {
+    /// Answers to recommendation calls, in order; then an empty page.
     recs: VecDeque<Reply>,
+    /// Answers to like calls, in order; then a plain like.
     likes: VecDeque<Reply>,
+    /// Photo answers by path under `/photos/`; any other photo is a valid JPEG.
     photos: HashMap<String, Reply>,
+    /// Every request, in arrival order.
     seen: Vec<Seen>,
 }
 
 /// The fake API: a thread per connection, `Connection: close` after each answer.
 struct Api {
+    /// `http://127.0.0.1:PORT`.
     base: String,
+    /// Shared with the connection threads.
     state: Arc<Mutex<State>>,
-}
-
-fn fixture(name: &str) -> String {
-    let path = common::repo_root().join("tests/fixtures/tinder-api").join(name);
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 impl Api {
@@ -102,18 +117,27 @@ impl Api {
         Reply::json(200, &body)
     }
 
+    /// Queues an answer to the next recommendations call.
     fn push_recs(&self, r: Reply) {
         self.state.lock().unwrap().recs.push_back(r);
     }
 
+    /// Queues an answer to the next like call.
+    fn push_like(&self, r: Reply) {
+        self.state.lock().unwrap().likes.push_back(r);
+    }
+
+    /// Sets the answer for the photo at `/photos/PATH`.
     fn photo(&self, path: &str, r: Reply) {
         self.state.lock().unwrap().photos.insert(path.to_string(), r);
     }
 
+    /// Every request so far.
     fn seen(&self) -> Vec<Seen> {
         self.state.lock().unwrap().seen.clone()
     }
 
+    /// Paths of the requests so far that start with `prefix`.
     fn calls(&self, prefix: &str) -> Vec<String> {
         self.seen()
             .into_iter()
@@ -123,6 +147,7 @@ impl Api {
     }
 }
 
+/// Answers one connection: records the request, sends the scripted reply, closes.
 fn serve(mut conn: TcpStream, state: &Mutex<State>) {
     let mut reader = BufReader::new(conn.try_clone().unwrap());
     let mut request_line = String::new();
@@ -190,14 +215,51 @@ fn serve(mut conn: TcpStream, state: &Mutex<State>) {
     let _ = conn.shutdown(std::net::Shutdown::Both);
 }
 
+/// A `swipebot run` process against the fake API.
 struct Daemon {
+    /// The process.
     child: Child,
+    /// Its state folder (the journal).
     state: PathBuf,
+    /// Its stderr (the log) so far, collected by a thread.
     stderr: Arc<Mutex<String>>,
 }
 
-/// Starts `swipebot run` against `api` with extra config TOML and environment variables.
-fn start_daemon(dir: &Path, model: &Path, api: &Api, extra: &str, env: &[(&str, &str)]) -> Daemon {
+/// What every test here starts from: a temporary folder, an untrained model in it, the fake API.
+struct World {
+    /// Holds the model, the config, the state and the recordings; removed at the end.
+    dir: tempfile::TempDir,
+    /// The untrained 64x64 grayscale model.
+    model: PathBuf,
+    /// The fake API, with nothing scripted yet.
+    api: Api,
+}
+
+impl World {
+    /// A fresh folder, model and API.
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let model = untrained_model(dir.path(), 64, true);
+        World {
+            dir,
+            model,
+            api: Api::start(),
+        }
+    }
+
+    /// The temporary folder.
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Starts `swipebot run` against the API with extra environment variables.
+    fn start(&self, env: &[(&str, &str)]) -> Daemon {
+        start_daemon(self.path(), &self.model, &self.api, env)
+    }
+}
+
+/// Starts `swipebot run` on `model` against `api`, in `dir`, with extra environment variables.
+fn start_daemon(dir: &Path, model: &Path, api: &Api, env: &[(&str, &str)]) -> Daemon {
     let state = dir.join("state");
     let config = dir.join("swipebot.toml");
     std::fs::write(
@@ -209,13 +271,13 @@ fn start_daemon(dir: &Path, model: &Path, api: &Api, extra: &str, env: &[(&str, 
              rate_limit_wait_secs = 1\nout_of_likes_wait_secs = 1\nrequest_timeout_secs = 5\n\
              [pacing]\nswipes_per_minute = 600\njitter = 0.0\n\
              [pipeline]\nphoto_timeout_secs = 1\nmax_photo_bytes = 200000\n\
-             [state]\ndir = {state:?}\n{extra}",
+             [state]\ndir = {state:?}\n",
             dir.join("recorded"),
             api.base,
         ),
     )
     .unwrap();
-    let mut child = Command::new(common::bin("swipebot"))
+    let mut child = Command::new(common::paths::bin("swipebot"))
         .args(["run", "--config", config.to_str().unwrap()])
         .env("SWIPEBOT_API_TOKEN", TOKEN)
         .env("SWIPEBOT_LOG", "debug")
@@ -240,6 +302,7 @@ fn start_daemon(dir: &Path, model: &Path, api: &Api, extra: &str, env: &[(&str, 
 }
 
 impl Daemon {
+    /// The journal so far.
     fn records(&self) -> Vec<Record> {
         Journal::read_all(&self.state).unwrap_or_default()
     }
@@ -259,43 +322,22 @@ impl Daemon {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        let code = wait(&mut self.child, Duration::from_secs(20));
-        std::thread::sleep(Duration::from_millis(100));
-        let log = self.stderr.lock().unwrap().clone();
+        signal(&self.child, "TERM");
+        let (code, log) = self.wait(Duration::from_secs(20));
         (code, self.records(), log)
     }
-}
 
-fn wait(child: &mut Child, limit: Duration) -> i32 {
-    let start = Instant::now();
-    loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            return s.code().unwrap_or(-1);
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            panic!("daemon did not exit within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
+    /// Waits for the process to exit and a little for the rest of its log; returns its exit code
+    /// (-1 for a signal) and the log.
+    fn wait(&mut self, limit: Duration) -> (i32, String) {
+        let status = wait_with_timeout(&mut self.child, limit);
+        std::thread::sleep(Duration::from_millis(100));
+        let log = self.stderr.lock().unwrap().clone();
+        (status.code().unwrap_or(-1), log)
     }
 }
 
-fn by_id(records: &[Record]) -> HashMap<String, Record> {
-    let mut m = HashMap::new();
-    for r in records {
-        assert!(
-            m.insert(r.profile_id.clone(), r.clone()).is_none(),
-            "{} journaled twice",
-            r.profile_id
-        );
-    }
-    m
-}
-
+/// The errors of a record's photos that failed.
 fn errors(r: &Record) -> Vec<String> {
     r.scores
         .iter()
@@ -306,6 +348,7 @@ fn errors(r: &Record) -> Vec<String> {
         .collect()
 }
 
+/// Panics if [`TOKEN`] is in `log` or in any file under `dir`.
 fn assert_no_token_anywhere(dir: &Path, log: &str) {
     assert!(!log.contains(TOKEN), "the token leaked into the logs");
     fn walk(p: &Path) {
@@ -325,15 +368,15 @@ fn assert_no_token_anywhere(dir: &Path, log: &str) {
     walk(dir);
 }
 
+/// The three users of `v2_recs_core.json`.
 const U1: &str = "000000000000000000000001";
 const U2: &str = "000000000000000000000002";
 const U3: &str = "000000000000000000000003";
 
 #[test]
 fn faulty_photos_are_ignored_likes_are_exact_and_recordings_replay_the_same() {
-    let dir = tempfile::tempdir().unwrap();
-    let model = common::untrained_model(dir.path(), 64, true);
-    let api = Api::start();
+    let world = World::new();
+    let api = &world.api;
     api.push_recs(api.recs("v2_recs_core.json"));
     // The 84x84 size is the nearest above the model's 64: the source must pick it.
     let p = |user: &str, n: u32| format!("{user}/84x84_000{}0000-0000-4000-8000-00000000000{n}.jpg", &user[23..]);
@@ -357,10 +400,10 @@ fn faulty_photos_are_ignored_likes_are_exact_and_recordings_replay_the_same() {
     api.photo(&p(U3, 0), oversized);
     api.photo(&p(U3, 1), slow);
 
-    let daemon = start_daemon(dir.path(), &model, &api, "", &[]);
+    let daemon = world.start(&[]);
     let (code, records, log) = daemon.stop_after(3, Duration::from_secs(60));
     assert_eq!(code, 0, "{log}");
-    let r = by_id(&records);
+    let r = by_id(records);
     assert_eq!(r.len(), 3, "every fetched profile reaches the journal");
     assert_eq!(r[U1].decision, Decision::Like, "{:?}", r[U1]);
     let e1 = errors(&r[U1]).join(" | ");
@@ -394,24 +437,24 @@ fn faulty_photos_are_ignored_likes_are_exact_and_recordings_replay_the_same() {
         "{:?}",
         api.calls("/photos/")
     );
-    assert_no_token_anywhere(dir.path(), &log);
+    assert_no_token_anywhere(world.path(), &log);
 
     // The recording replays to the same decisions.
-    let recorded = dir.path().join("recorded");
-    let out = Command::new(common::bin("swipebot"))
+    let recorded = world.path().join("recorded");
+    let out = Command::new(common::paths::bin("swipebot"))
         .args([
             "replay",
             recorded.to_str().unwrap(),
             "--model",
-            model.to_str().unwrap(),
+            world.model.to_str().unwrap(),
             "--threshold",
             "0",
         ])
-        .args(["--state-dir", dir.path().join("replayed").to_str().unwrap()])
+        .args(["--state-dir", world.path().join("replayed").to_str().unwrap()])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let replayed = by_id(&Journal::read_all(&dir.path().join("replayed")).unwrap());
+    let replayed = common::journal::journaled(&world.path().join("replayed"));
     assert_eq!(replayed.len(), 3);
     for (id, rec) in &r {
         assert_eq!(replayed[id].decision, rec.decision, "{id}");
@@ -422,9 +465,8 @@ fn faulty_photos_are_ignored_likes_are_exact_and_recordings_replay_the_same() {
 
 #[test]
 fn trouble_is_retried_and_rate_limits_are_waited_out_without_calls() {
-    let dir = tempfile::tempdir().unwrap();
-    let model = common::untrained_model(dir.path(), 64, true);
-    let api = Api::start();
+    let world = World::new();
+    let api = &world.api;
     for status in [500, 502, 503] {
         api.push_recs(Reply::json(status, "{\"error\": \"outage\"}"));
     }
@@ -448,11 +490,11 @@ fn trouble_is_retried_and_rate_limits_are_waited_out_without_calls() {
         .as_millis() as u64
         + 12_000;
     let limited = fixture("like_rate_limited.json").replace("1764403200000", &until_ms.to_string());
-    api.state.lock().unwrap().likes.push_back(Reply::json(200, &limited));
-    let daemon = start_daemon(dir.path(), &model, &api, "", &[]);
+    api.push_like(Reply::json(200, &limited));
+    let daemon = world.start(&[]);
     let (code, records, log) = daemon.stop_after(3, Duration::from_secs(90));
     assert_eq!(code, 0, "{log}");
-    assert_eq!(by_id(&records).len(), 3);
+    assert_eq!(by_id(records).len(), 3);
 
     let seen = api.seen();
     let recs: Vec<&Seen> = seen.iter().filter(|s| s.path.starts_with("/v2/recs")).collect();
@@ -477,23 +519,22 @@ fn trouble_is_retried_and_rate_limits_are_waited_out_without_calls() {
         "a like was sent before rate_limited_until"
     );
     assert!(log.contains("malformed JSON"), "the malformed body was logged");
-    assert_no_token_anywhere(dir.path(), &log);
+    assert_no_token_anywhere(world.path(), &log);
 }
 
 #[test]
 fn placeholders_are_never_swiped_and_dry_run_never_swipes() {
-    let dir = tempfile::tempdir().unwrap();
-    let model = common::untrained_model(dir.path(), 64, true);
-    let api = Api::start();
+    let world = World::new();
+    let api = &world.api;
     api.push_recs(api.recs("v1_recommended_users_with_one_limit_reached.json"));
     let env = [
         ("SWIPEBOT__SOURCE__DRY_RUN", "true"),
         ("SWIPEBOT__SOURCE__TINDER__API", "v1"),
     ];
-    let daemon = start_daemon(dir.path(), &model, &api, "", &env);
+    let daemon = world.start(&env);
     let (code, records, log) = daemon.stop_after(2, Duration::from_secs(60));
     assert_eq!(code, 0, "{log}");
-    let r = by_id(&records);
+    let r = by_id(records);
     assert_eq!(r["user_2_id"].decision, Decision::Skip, "the placeholder is skipped");
     assert!(!r["user_2_id"].sent);
     assert!(r["user_1_id"].dry_run && !r["user_1_id"].sent, "{:?}", r["user_1_id"]);
@@ -502,39 +543,35 @@ fn placeholders_are_never_swiped_and_dry_run_never_swipes() {
         "dry run sent a swipe"
     );
     assert!(!api.calls("/user/recs").is_empty(), "the v1 endpoint was used");
-    assert_no_token_anywhere(dir.path(), &log);
+    assert_no_token_anywhere(world.path(), &log);
 }
 
 #[test]
 fn a_refused_token_stops_with_exit_code_77_and_says_what_to_do() {
-    let dir = tempfile::tempdir().unwrap();
-    let model = common::untrained_model(dir.path(), 64, true);
-    let api = Api::start();
+    let world = World::new();
+    let api = &world.api;
     api.push_recs(Reply::json(401, &fixture("unauthorized_401.json")));
-    let mut daemon = start_daemon(dir.path(), &model, &api, "", &[]);
-    let code = wait(&mut daemon.child, Duration::from_secs(30));
-    std::thread::sleep(Duration::from_millis(100));
-    let log = daemon.stderr.lock().unwrap().clone();
+    let mut daemon = world.start(&[]);
+    let (code, log) = daemon.wait(Duration::from_secs(30));
     assert_eq!(code, 77, "{log}");
     assert!(log.contains("token") && log.contains("restart"), "{log}");
     assert!(api.calls("/like/").is_empty());
-    assert_no_token_anywhere(dir.path(), &log);
+    assert_no_token_anywhere(world.path(), &log);
 }
 
 #[test]
 fn with_on_unauthorized_wait_a_sighup_brings_the_new_token() {
-    let dir = tempfile::tempdir().unwrap();
-    let model = common::untrained_model(dir.path(), 64, true);
-    let api = Api::start();
+    let world = World::new();
+    let api = &world.api;
     api.push_recs(Reply::json(401, &fixture("unauthorized_401.json")));
     api.push_recs(api.recs("v2_recs_core.json"));
-    let token_file = dir.path().join("token");
+    let token_file = world.path().join("token");
     std::fs::write(&token_file, "old-token-1\n").unwrap();
     let env = [
         ("SWIPEBOT__SOURCE__TINDER__ON_UNAUTHORIZED", "wait"),
         ("SWIPEBOT__SOURCE__TINDER__TOKEN_FILE", token_file.to_str().unwrap()),
     ];
-    let daemon = start_daemon(dir.path(), &model, &api, "", &env);
+    let daemon = world.start(&env);
     let start = Instant::now();
     while api.calls("/v2/recs").is_empty() {
         assert!(start.elapsed() < Duration::from_secs(30), "no recommendations call");
@@ -544,13 +581,10 @@ fn with_on_unauthorized_wait_a_sighup_brings_the_new_token() {
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(api.calls("/v2/recs").len(), 1, "calls went on after the 401");
     std::fs::write(&token_file, "new-token-2\n").unwrap();
-    Command::new("kill")
-        .args(["-HUP", &daemon.child.id().to_string()])
-        .status()
-        .unwrap();
+    signal(&daemon.child, "HUP");
     let (code, records, log) = daemon.stop_after(3, Duration::from_secs(60));
     assert_eq!(code, 0, "{log}");
-    assert_eq!(by_id(&records).len(), 3);
+    assert_eq!(by_id(records).len(), 3);
     let seen = api.seen();
     assert_eq!(seen[0].token.as_deref(), Some("old-token-1"));
     assert!(seen[1..].iter().all(|s| s.token.as_deref() == Some("new-token-2")));
@@ -560,11 +594,10 @@ fn with_on_unauthorized_wait_a_sighup_brings_the_new_token() {
 
 #[test]
 fn sighup_reloads_the_threshold_for_new_profiles() {
-    let dir = tempfile::tempdir().unwrap();
-    let model = common::untrained_model(dir.path(), 64, true);
-    let api = Api::start();
+    let world = World::new();
+    let api = &world.api;
     api.push_recs(api.recs("v2_recs_core.json"));
-    let daemon = start_daemon(dir.path(), &model, &api, "", &[]);
+    let daemon = world.start(&[]);
     let start = Instant::now();
     while daemon.records().len() < 3 {
         assert!(
@@ -574,15 +607,12 @@ fn sighup_reloads_the_threshold_for_new_profiles() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    let config = dir.path().join("swipebot.toml");
+    let config = world.path().join("swipebot.toml");
     let text = std::fs::read_to_string(&config)
         .unwrap()
         .replace("threshold = 0.0", "threshold = 1.0");
     std::fs::write(&config, text).unwrap();
-    Command::new("kill")
-        .args(["-HUP", &daemon.child.id().to_string()])
-        .status()
-        .unwrap();
+    signal(&daemon.child, "HUP");
     while !daemon.stderr.lock().unwrap().contains("settings reloaded") {
         assert!(
             start.elapsed() < Duration::from_secs(60),
@@ -599,7 +629,7 @@ fn sighup_reloads_the_threshold_for_new_profiles() {
     api.push_recs(Reply::json(200, &body));
     let (code, records, log) = daemon.stop_after(6, Duration::from_secs(60));
     assert_eq!(code, 0, "{log}");
-    let r = by_id(&records);
+    let r = by_id(records);
     for id in [U1, U2, U3] {
         assert_eq!(r[id].threshold, 0.0);
         let new = format!("1000{}", &id[4..]);
