@@ -7,6 +7,7 @@ use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
 use swipebot::journal::{Journal, Record};
@@ -20,6 +21,38 @@ use crate::common::process::{signal, wait_with_timeout};
 
 /// The API token the daemon is given; it must never show in a log line or a file.
 const TOKEN: &str = "tok-3f9a1c7e-secret";
+
+/// The waits the daemon's config scripts (`[source.tinder]`), in seconds as the config takes them;
+/// the timing assertions are stated from these. `empty_backoff_secs` (and its maximum): the wait after
+/// an empty page of recommendations.
+const EMPTY_BACKOFF_SECS: u64 = 1;
+/// `rate_limit_wait_secs`: the wait after a rate limit reported inside a 200 body.
+const RATE_LIMIT_WAIT_SECS: u64 = 1;
+/// `out_of_likes_wait_secs`: the wait after an out-of-likes notice among the recommendations.
+const OUT_OF_LIKES_WAIT_SECS: u64 = 1;
+/// `retry_base_ms`: the first backoff of a request retried after a 5xx or a timeout.
+const RETRY_BASE_MS: u64 = 10;
+/// `pipeline.photo_timeout_secs`: how long one photo download may take.
+const PHOTO_TIMEOUT_SECS: u64 = 1;
+/// The daemon's own first retry after a failed fetch (`Daemon::run`), the one wait no config sets.
+const FETCH_RETRY_SECS: u64 = 1;
+
+/// The longest a daemon that is not paused waits before its next call, whatever went wrong.
+fn longest_scripted_wait() -> Duration {
+    let secs = [
+        EMPTY_BACKOFF_SECS,
+        RATE_LIMIT_WAIT_SECS,
+        OUT_OF_LIKES_WAIT_SECS,
+        FETCH_RETRY_SECS,
+    ];
+    Duration::from_secs(secs.into_iter().max().expect("some waits")) + Duration::from_millis(RETRY_BASE_MS)
+}
+
+/// How much later than a scripted wait the daemon may make its next call on a loaded machine.
+const SCHEDULING_MARGIN: Duration = Duration::from_secs(2);
+/// How much sooner than a scripted wait a call may be seen: the wait is stated in whole seconds or
+/// milliseconds and timed by another clock than the server's.
+const CLOCK_SLACK: Duration = Duration::from_millis(100);
 
 /// One scripted answer.
 #[derive(Clone)]
@@ -36,6 +69,9 @@ struct Reply {
     headers: Vec<(&'static str, String)>,
     /// Declared body length when it should differ from the real one (a truncated body).
     declared_len: Option<usize>,
+    /// A JSON body's `rate_limited_until` is set, when the answer is sent, to this long after that
+    /// moment: a limit relative to the call it answers, not to when the test scripted it.
+    limited_for: Option<Duration>,
 }
 
 impl Reply {
@@ -47,6 +83,7 @@ impl Reply {
             delay: Duration::ZERO,
             headers: vec![],
             declared_len: None,
+            limited_for: None,
         }
     }
     fn image(body: Vec<u8>) -> Self {
@@ -57,6 +94,7 @@ impl Reply {
             delay: Duration::ZERO,
             headers: vec![],
             declared_len: None,
+            limited_for: None,
         }
     }
 }
@@ -199,6 +237,14 @@ fn serve(mut conn: TcpStream, state: &Mutex<State>) {
         }
     };
     std::thread::sleep(reply.delay);
+    let mut reply = reply;
+    if let Some(limit) = reply.limited_for {
+        let mut body: serde_json::Value = serde_json::from_slice(&reply.body).expect("a JSON body to limit");
+        let until = SystemTime::now() + limit;
+        let millis = until.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_millis() as u64;
+        body["rate_limited_until"] = millis.into();
+        reply.body = body.to_string().into_bytes();
+    }
     let mut head = format!(
         "HTTP/1.1 {} X\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n",
         reply.status,
@@ -221,8 +267,10 @@ struct Daemon {
     child: Child,
     /// Its state folder (the journal).
     state: PathBuf,
-    /// Its stderr (the log) so far, collected by a thread.
+    /// Its stderr (the log) so far, collected by `reader`.
     stderr: Arc<Mutex<String>>,
+    /// The thread that reads the log; it ends when the process has exited and closed its stderr.
+    reader: Option<JoinHandle<()>>,
 }
 
 /// What every test here starts from: a temporary folder, an untrained model in it, the fake API.
@@ -267,10 +315,12 @@ fn start_daemon(dir: &Path, model: &Path, api: &Api, env: &[(&str, &str)]) -> Da
         format!(
             "[model]\npath = {model:?}\nthreshold = 0.0\n\
              [source]\nkind = \"tinder\"\nrecord_dir = {:?}\n\
-             [source.tinder]\nbase_url = {:?}\nretry_base_ms = 10\nempty_backoff_secs = 1\nempty_backoff_max_secs = 1\n\
-             rate_limit_wait_secs = 1\nout_of_likes_wait_secs = 1\nrequest_timeout_secs = 5\n\
+             [source.tinder]\nbase_url = {:?}\nretry_base_ms = {RETRY_BASE_MS}\n\
+             empty_backoff_secs = {EMPTY_BACKOFF_SECS}\nempty_backoff_max_secs = {EMPTY_BACKOFF_SECS}\n\
+             rate_limit_wait_secs = {RATE_LIMIT_WAIT_SECS}\nout_of_likes_wait_secs = {OUT_OF_LIKES_WAIT_SECS}\n\
+             request_timeout_secs = 5\n\
              [pacing]\nswipes_per_minute = 600\njitter = 0.0\n\
-             [pipeline]\nphoto_timeout_secs = 1\nmax_photo_bytes = 200000\n\
+             [pipeline]\nphoto_timeout_secs = {PHOTO_TIMEOUT_SECS}\nmax_photo_bytes = 200000\n\
              [state]\ndir = {state:?}\n",
             dir.join("recorded"),
             api.base,
@@ -289,7 +339,7 @@ fn start_daemon(dir: &Path, model: &Path, api: &Api, env: &[(&str, &str)]) -> Da
     let stderr = Arc::new(Mutex::new(String::new()));
     let sink = Arc::clone(&stderr);
     let mut pipe = child.stderr.take().unwrap();
-    std::thread::spawn(move || {
+    let reader = std::thread::spawn(move || {
         let mut buf = [0u8; 4096];
         while let Ok(n) = pipe.read(&mut buf) {
             if n == 0 {
@@ -298,7 +348,12 @@ fn start_daemon(dir: &Path, model: &Path, api: &Api, env: &[(&str, &str)]) -> Da
             sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
         }
     });
-    Daemon { child, state, stderr }
+    Daemon {
+        child,
+        state,
+        stderr,
+        reader: Some(reader),
+    }
 }
 
 impl Daemon {
@@ -327,11 +382,15 @@ impl Daemon {
         (code, self.records(), log)
     }
 
-    /// Waits for the process to exit and a little for the rest of its log; returns its exit code
-    /// (-1 for a signal) and the log.
+    /// Waits for the process to exit, then for the whole of its log; returns its exit code (-1 for a
+    /// signal) and the log.
     fn wait(&mut self, limit: Duration) -> (i32, String) {
         let status = wait_with_timeout(&mut self.child, limit);
-        std::thread::sleep(Duration::from_millis(100));
+        self.reader
+            .take()
+            .expect("the log is read once")
+            .join()
+            .expect("the log reader does not panic");
         let log = self.stderr.lock().unwrap().clone();
         (status.code().unwrap_or(-1), log)
     }
@@ -391,7 +450,7 @@ fn faulty_photos_are_ignored_likes_are_exact_and_recordings_replay_the_same() {
     };
     let oversized = Reply::image(vec![0xFF; 300_000]);
     let slow = Reply {
-        delay: Duration::from_secs(3),
+        delay: Duration::from_secs(PHOTO_TIMEOUT_SECS) + SCHEDULING_MARGIN,
         ..Reply::image(vec![0xFF; 10])
     };
     api.photo(&p(U1, 0), corrupt);
@@ -470,8 +529,9 @@ fn trouble_is_retried_and_rate_limits_are_waited_out_without_calls() {
     for status in [500, 502, 503] {
         api.push_recs(Reply::json(status, "{\"error\": \"outage\"}"));
     }
+    let retry_after = Duration::from_secs(2);
     api.push_recs(Reply {
-        headers: vec![("Retry-After", "2".into())],
+        headers: vec![("Retry-After", retry_after.as_secs().to_string())],
         ..Reply::json(429, "{}")
     });
     api.push_recs(Reply::json(
@@ -482,15 +542,12 @@ fn trouble_is_retried_and_rate_limits_are_waited_out_without_calls() {
     api.push_recs(Reply::json(200, &fixture("v2_recs_out_of_likes.json")));
     api.push_recs(Reply::json(200, &fixture("v2_recs_timeout.json")));
     api.push_recs(api.recs("v2_recs_core.json"));
-    // The first like says: out of likes for 12 seconds from now.
-    let until_instant = Instant::now() + Duration::from_secs(12);
-    let until_ms = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-        + 12_000;
-    let limited = fixture("like_rate_limited.json").replace("1764403200000", &until_ms.to_string());
-    api.push_like(Reply::json(200, &limited));
+    // The first like says: out of likes for `like_limit` from the moment it is answered.
+    let like_limit = Duration::from_secs(3);
+    api.push_like(Reply {
+        limited_for: Some(like_limit),
+        ..Reply::json(200, &fixture("like_rate_limited.json"))
+    });
     let daemon = world.start(&[]);
     let (code, records, log) = daemon.stop_after(3, Duration::from_secs(90));
     assert_eq!(code, 0, "{log}");
@@ -499,25 +556,39 @@ fn trouble_is_retried_and_rate_limits_are_waited_out_without_calls() {
     let seen = api.seen();
     let recs: Vec<&Seen> = seen.iter().filter(|s| s.path.starts_with("/v2/recs")).collect();
     assert!(recs.len() >= 9, "{recs:?}");
-    // The 429 (4th call) asked for 2 s: the next call came no sooner.
-    assert!(
-        recs[4].at - recs[3].at >= Duration::from_millis(1900),
-        "Retry-After was not honoured"
+    // Each scripted wait was waited out, then the next call came: no sooner than the wait, and no
+    // later than the wait plus the scheduling margin.
+    let waited = |from: &Seen, to: &Seen, wait: Duration, what: &str| {
+        let gap = to.at - from.at;
+        assert!(
+            gap >= wait - CLOCK_SLACK,
+            "{what}: the next call came after {gap:?}, before {wait:?}"
+        );
+        assert!(
+            gap <= wait + SCHEDULING_MARGIN,
+            "{what}: the next call came only after {gap:?}, for a wait of {wait:?}"
+        );
+    };
+    // The 429 (4th call) asked for `retry_after`.
+    waited(recs[3], recs[4], retry_after, "Retry-After");
+    // Rate limited in a 200 body, then out of likes: each waited its configured time.
+    waited(
+        recs[5],
+        recs[6],
+        Duration::from_secs(RATE_LIMIT_WAIT_SECS),
+        "rate limit in a 200 body",
     );
-    // Rate limited in a 200 body, then out of likes: each waited rate_limit_wait_secs / out_of_likes_wait_secs.
-    assert!(recs[6].at - recs[5].at >= Duration::from_millis(900));
-    assert!(recs[7].at - recs[6].at >= Duration::from_millis(900));
-    // After the rate-limited like, no like call until rate_limited_until.
+    waited(
+        recs[6],
+        recs[7],
+        Duration::from_secs(OUT_OF_LIKES_WAIT_SECS),
+        "out of likes",
+    );
+    // After the rate-limited like, no like call until rate_limited_until; then the like again.
     let likes: Vec<&Seen> = seen.iter().filter(|s| s.path.starts_with("/like/")).collect();
     assert!(likes.len() >= 2, "{likes:?}");
-    assert!(
-        likes[0].at < until_instant,
-        "the first like came before the limit's end"
-    );
-    assert!(
-        likes[1].at >= until_instant - Duration::from_millis(50),
-        "a like was sent before rate_limited_until"
-    );
+    assert_eq!(likes[0].path, likes[1].path, "the limited like is the one sent again");
+    waited(likes[0], likes[1], like_limit, "rate_limited_until of a like");
     assert!(log.contains("malformed JSON"), "the malformed body was logged");
     assert_no_token_anywhere(world.path(), &log);
 }
@@ -577,8 +648,9 @@ fn with_on_unauthorized_wait_a_sighup_brings_the_new_token() {
         assert!(start.elapsed() < Duration::from_secs(30), "no recommendations call");
         std::thread::sleep(Duration::from_millis(20));
     }
-    // Paused: no more calls while the token is refused.
-    std::thread::sleep(Duration::from_millis(1500));
+    // Paused: no more calls while the token is refused. A daemon that was not paused would call again
+    // within the longest wait the config scripts, give or take the scheduling margin.
+    std::thread::sleep(longest_scripted_wait() + SCHEDULING_MARGIN);
     assert_eq!(api.calls("/v2/recs").len(), 1, "calls went on after the 401");
     std::fs::write(&token_file, "new-token-2\n").unwrap();
     signal(&daemon.child, "HUP");
