@@ -7,91 +7,67 @@
 //! the Python baseline (`benches/baseline.py --only full`: Pillow + onnxruntime scoring the same photos
 //! batch after batch) run right after it; both read from `/proc/PID/status` (`VmHWM`).
 //!
-//! `cargo bench --bench replay [-- --profiles N --photos K --threads T --batch B --input S]`
+//! `cargo bench --bench replay [-- --profiles N --photos K --threads T --batch B --input S --runs R]`
+//! (the untrained model comes from the `train` binary of the same profile: a plain `cargo bench`
+//! builds it, or `cargo build --release -p swipebot-train`).
 
-use std::path::{Path, PathBuf};
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Instant;
 
+use common::bench::{median, BenchArgs};
 use swipebot::config::Settings;
 use swipebot::daemon::Daemon;
+use swipebot::profile::Profile;
 use swipebot::shutdown::Shutdown;
 use swipebot::source::replay::ReplaySource;
 use swipebot::vision::scorer::{Scorer, ScorerOptions};
 
+/// Command-line options.
 struct Args {
+    /// Recorded profiles.
     profiles: usize,
+    /// Photos a profile.
     photos: usize,
+    /// ONNX Runtime intra-op threads.
     threads: usize,
+    /// Photos a batch.
     batch: usize,
+    /// The model's input side.
     input: u32,
+    /// Timed runs; the median is reported.
     runs: usize,
 }
 
-fn parse_args() -> Args {
-    let mut a = Args {
-        profiles: 24,
-        photos: 3,
-        threads: 1,
-        batch: 8,
-        input: 224,
-        runs: 3,
-    };
-    let argv: Vec<String> = std::env::args().skip(1).collect();
-    let mut i = 0;
-    while i < argv.len() {
-        let value = || argv.get(i + 1).and_then(|v| v.parse::<usize>().ok());
-        match argv[i].as_str() {
-            "--profiles" => a.profiles = value().expect("--profiles N"),
-            "--photos" => a.photos = value().expect("--photos K"),
-            "--threads" => a.threads = value().expect("--threads T"),
-            "--batch" => a.batch = value().expect("--batch B"),
-            "--input" => a.input = value().expect("--input S") as u32,
-            "--runs" => a.runs = value().expect("--runs R"),
-            // cargo bench passes --bench; ignore flags that are not ours.
-            _ => {
-                i += 1;
-                continue;
-            }
-        }
-        i += 2;
+impl Args {
+    /// Reads the options from the command line.
+    fn parse() -> Result<Self, String> {
+        let args = BenchArgs::parse(
+            "cargo bench --bench replay -- [--profiles N] [--photos K] [--threads T] [--batch B] [--input S] [--runs R]",
+            &["--profiles", "--photos", "--threads", "--batch", "--input", "--runs"],
+            &[],
+        )?;
+        Ok(Args {
+            profiles: args.number("--profiles", 24, 1)?,
+            photos: args.number("--photos", 3, 1)?,
+            threads: args.number("--threads", 1, 1)?,
+            batch: args.number("--batch", 8, 1)?,
+            input: args.number("--input", 224, 1)? as u32,
+            runs: args.number("--runs", 3, 1)?,
+        })
     }
-    a
-}
-
-/// The `train` binary of this workspace (built by `cargo build -p swipebot-train`).
-fn train_binary() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    ["target/release/train", "target/debug/train"]
-        .iter()
-        .map(|p| root.join(p))
-        .find(|p| p.exists())
-        .expect("the train binary is missing: run `source scripts/env.sh && cargo build -p swipebot-train` first")
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
 }
 
 fn main() {
-    let args = parse_args();
+    let args = Args::parse().unwrap_or_else(|e| {
+        eprintln!("replay: {e}");
+        std::process::exit(1);
+    });
     let dir = tempfile::tempdir().unwrap();
-    swipebot_core::synth::write_dataset(&dir.path().join("data"), 2, 96, 3).unwrap();
-    let model = dir.path().join("model.onnx");
-    let status = Command::new(train_binary())
-        .args([
-            "--data",
-            dir.path().join("data").to_str().unwrap(),
-            "--out",
-            model.to_str().unwrap(),
-        ])
-        .args(["--epochs", "0", "--grayscale", "--input-size", &args.input.to_string()])
-        .stderr(std::process::Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success(), "train failed");
+    let model = common::models::untrained_model(dir.path(), args.input, true);
 
     // Recorded profiles with 640x800 JPEG photos.
     let profiles = dir.path().join("profiles");
@@ -113,8 +89,15 @@ fn main() {
             photos.push(bytes);
             names.push(name);
         }
-        let json = serde_json::json!({"id": format!("bench{p:04}"), "photos": names});
-        std::fs::write(pdir.join("profile.json"), json.to_string()).unwrap();
+        let profile = Profile {
+            id: format!("bench{p:04}"),
+            name: String::new(),
+            bio: String::new(),
+            photos: names,
+            placeholder: false,
+            extra: Default::default(),
+        };
+        swipebot::source::replay::write_profile(&pdir, &profile).unwrap();
     }
     let total_photos = photos.len();
     println!(
@@ -198,7 +181,7 @@ fn main() {
         ),
     )
     .unwrap();
-    let mut daemon = Command::new(env!("CARGO_BIN_EXE_swipebot"));
+    let mut daemon = Command::new(common::paths::bin("swipebot"));
     daemon
         .arg("replay")
         .arg(&profiles)
@@ -209,13 +192,9 @@ fn main() {
         .arg("--state-dir")
         .arg(dir.path().join("state-memory"));
     let rust_kib = peak_rss_kib(&mut daemon);
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let python = std::env::var_os("VIRTUAL_ENV")
-        .map(|v| PathBuf::from(v).join("bin/python"))
-        .unwrap_or_else(|| root.join(".venv/bin/python"));
-    let mut baseline = Command::new(python);
+    let mut baseline = Command::new(common::paths::python());
     baseline
-        .arg(root.join("benches/baseline.py"))
+        .arg(common::paths::repo_root().join("benches/baseline.py"))
         .args(["--model", model.to_str().unwrap(), "--photos", flat.to_str().unwrap()])
         .args([
             "--threads",

@@ -12,15 +12,21 @@
 //! `--batch N` (8), `--decode-threads N` (1), `--repeats N` (5, the median is reported),
 //! `--warmup N` (1), `--rgb` (RGB model instead of the grayscale one), `--no-python`.
 //!
-//! The photos and the untrained model (`train --epochs 0`) are cached under
-//! `target/bench-throughput/`. The Python side is `benches/baseline.py`, run with the interpreter
-//! of the project's virtual environment (`$VIRTUAL_ENV` or `.venv`), which needs Pillow and numpy.
+//! The photos and the untrained model (`train --epochs 0`, from the `train` binary of the same
+//! profile: `cargo build --release -p swipebot-train`, or a plain `cargo bench`, which builds every
+//! package) are cached under `target/bench-throughput/`. The Python side is `benches/baseline.py`,
+//! run with the interpreter of the project's virtual environment (`$VIRTUAL_ENV` or `.venv`), which
+//! needs Pillow and numpy.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::Instant;
 
+use common::bench::{median, BenchArgs};
 use swipebot::vision::batch::score_all;
 use swipebot::vision::scorer::{Scorer, ScorerOptions};
 use swipebot_core::preprocess::{self, Channels, Limits, Recipe};
@@ -34,68 +40,54 @@ const INPUT: u32 = 224;
 
 /// Command-line options.
 struct Options {
+    /// Photos in the folder.
     photos: usize,
+    /// ONNX Runtime intra-op thread counts to measure, one after the other.
     threads: Vec<usize>,
+    /// Photos a batch.
     batch: usize,
+    /// Threads decoding for `score_all`.
     decode_threads: usize,
+    /// Timed rounds; the median is reported.
     repeats: usize,
+    /// Untimed rounds first.
     warmup: usize,
+    /// The model's colour mode.
     channels: Channels,
+    /// Whether to run the Python baseline.
     python: bool,
 }
 
 impl Options {
+    /// Reads the options from the command line.
     fn parse() -> Result<Self, String> {
-        let mut o = Options {
-            photos: 48,
-            threads: vec![1, 2],
-            batch: 8,
-            decode_threads: 1,
-            repeats: 5,
-            warmup: 1,
-            channels: Channels::Gray,
-            python: true,
-        };
-        let mut args = std::env::args().skip(1);
-        while let Some(arg) = args.next() {
-            let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value"));
-            let number = |name: &str, v: String| {
-                v.parse::<usize>()
-                    .ok()
-                    .filter(|&n| n > 0)
-                    .ok_or(format!("{name}: `{v}` is not a positive number"))
-            };
-            match arg.as_str() {
-                // Passed by `cargo bench` to every bench target.
-                "--bench" => {}
-                "--photos" => o.photos = number("--photos", value("--photos")?)?,
-                "--batch" => o.batch = number("--batch", value("--batch")?)?,
-                "--decode-threads" => o.decode_threads = number("--decode-threads", value("--decode-threads")?)?,
-                "--repeats" => o.repeats = number("--repeats", value("--repeats")?)?,
-                "--warmup" => {
-                    let v = value("--warmup")?;
-                    o.warmup = v.parse().map_err(|_| format!("--warmup: `{v}`"))?
-                }
-                "--threads" => {
-                    o.threads = value("--threads")?
-                        .split(',')
-                        .map(|t| number("--threads", t.trim().to_string()))
-                        .collect::<Result<_, _>>()?
-                }
-                "--rgb" => o.channels = Channels::Rgb,
-                "--gray" | "--grayscale" => o.channels = Channels::Gray,
-                "--no-python" => o.python = false,
-                "-h" | "--help" => {
-                    println!(
-                        "cargo bench --bench throughput -- [--photos N] [--threads 1,2] [--batch N] \
-                         [--decode-threads N] [--repeats N] [--warmup N] [--rgb] [--no-python]"
-                    );
-                    std::process::exit(0);
-                }
-                other => return Err(format!("unknown option `{other}` (see --help)")),
-            }
-        }
-        Ok(o)
+        let args = BenchArgs::parse(
+            "cargo bench --bench throughput -- [--photos N] [--threads 1,2] [--batch N] \
+             [--decode-threads N] [--repeats N] [--warmup N] [--rgb] [--no-python]",
+            &[
+                "--photos",
+                "--threads",
+                "--batch",
+                "--decode-threads",
+                "--repeats",
+                "--warmup",
+            ],
+            &["--rgb", "--gray", "--grayscale", "--no-python"],
+        )?;
+        Ok(Options {
+            photos: args.number("--photos", 48, 1)?,
+            threads: args.numbers("--threads", &[1, 2], 1)?,
+            batch: args.number("--batch", 8, 1)?,
+            decode_threads: args.number("--decode-threads", 1, 1)?,
+            repeats: args.number("--repeats", 5, 1)?,
+            warmup: args.number("--warmup", 1, 0)?,
+            channels: if args.flag("--rgb") {
+                Channels::Rgb
+            } else {
+                Channels::Gray
+            },
+            python: !args.flag("--no-python"),
+        })
     }
 }
 
@@ -115,23 +107,6 @@ fn target_dir() -> PathBuf {
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"))
 }
 
-/// The `train` binary, from `$SWIPEBOT_TRAIN` or any usual target folder.
-fn train_binary(target: &Path) -> Result<PathBuf, String> {
-    if let Some(path) = std::env::var_os("SWIPEBOT_TRAIN") {
-        return Ok(PathBuf::from(path));
-    }
-    let manifest_target = Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
-    [target, manifest_target.as_path()]
-        .iter()
-        .flat_map(|t| ["release", "debug"].map(|p| t.join(p).join("train")))
-        .find(|p| p.is_file())
-        .ok_or_else(|| {
-            "the `train` binary was not found in target/release or target/debug; build it with \
-             `cargo build -p swipebot-train` (or point SWIPEBOT_TRAIN at it)"
-                .to_string()
-        })
-}
-
 /// Writes the photo folder unless a complete one is cached; returns the sorted photo paths.
 fn photo_folder(cache: &Path, count: usize) -> Result<Vec<PathBuf>, String> {
     let dir = cache.join(format!("photos-{count}-{WIDTH}x{HEIGHT}-q{QUALITY}"));
@@ -147,67 +122,22 @@ fn photo_folder(cache: &Path, count: usize) -> Result<Vec<PathBuf>, String> {
     Ok(paths)
 }
 
-/// Exports an untrained 224 model with `train --epochs 0` unless one is cached.
-fn model(cache: &Path, target: &Path, channels: Channels) -> Result<PathBuf, String> {
-    let name = match channels {
-        Channels::Gray => "gray",
-        Channels::Rgb => "rgb",
-    };
-    let path = cache.join(format!("model-{name}-{INPUT}.onnx"));
-    if path.is_file() {
-        return Ok(path);
-    }
-    let train = train_binary(target)?;
-    let data = tempfile::tempdir().map_err(|e| e.to_string())?;
-    swipebot_core::synth::write_dataset(data.path(), 4, 64, 7).map_err(|e| e.to_string())?;
-    let mut cmd = Command::new(&train);
-    cmd.arg("--data").arg(data.path()).arg("--out").arg(&path).args([
-        "--epochs",
-        "0",
-        "--input-size",
-        &INPUT.to_string(),
-    ]);
-    if channels == Channels::Gray {
-        cmd.arg("--grayscale");
-    }
-    let out = cmd
-        .output()
-        .map_err(|e| format!("cannot run {}: {e}", train.display()))?;
-    if !out.status.success() || !path.is_file() {
-        return Err(format!(
-            "{} failed: {}",
-            train.display(),
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
-    Ok(path)
-}
-
-/// The Python interpreter of the project's virtual environment.
-fn python() -> PathBuf {
-    let venv = std::env::var_os("VIRTUAL_ENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv"));
-    let candidate = venv.join("bin").join("python");
-    if candidate.is_file() {
-        candidate
-    } else {
-        PathBuf::from("python3")
-    }
-}
-
 /// `benches/baseline.py --serve`: a Python process with its own session and photos that times one
 /// run per request, so that Rust and Python runs can alternate under the same machine load.
 struct Python {
+    /// The script's process.
     child: Child,
+    /// Requests, one a line; closed (taken) on drop, which ends the script.
     stdin: Option<ChildStdin>,
+    /// Answers, one a line.
     stdout: BufReader<ChildStdout>,
 }
 
 impl Python {
+    /// Starts the script on `model` and the photos in `photos`; returns once it says it is ready.
     fn start(model: &Path, photos: &Path, threads: usize, o: &Options) -> Result<Self, String> {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/baseline.py");
-        let interpreter = python();
+        let script = common::paths::repo_root().join("benches/baseline.py");
+        let interpreter = common::paths::python();
         let mut child = Command::new(&interpreter)
             .arg(&script)
             .arg("--serve")
@@ -236,6 +166,7 @@ impl Python {
         }
     }
 
+    /// The script's next line.
     fn line(&mut self) -> Result<String, String> {
         let mut line = String::new();
         match self.stdout.read_line(&mut line) {
@@ -265,17 +196,6 @@ impl Drop for Python {
     }
 }
 
-/// Median of some durations, in seconds.
-fn median(mut times: Vec<f64>) -> f64 {
-    times.sort_by(f64::total_cmp);
-    let n = times.len();
-    if n % 2 == 1 {
-        times[n / 2]
-    } else {
-        (times[n / 2 - 1] + times[n / 2]) / 2.0
-    }
-}
-
 /// Seconds `f` takes.
 fn time(f: impl FnOnce()) -> f64 {
     let start = Instant::now();
@@ -296,13 +216,14 @@ const LABELS: [&str; 6] = [
     "Python full",
 ];
 
+/// The benchmark; an error says what is missing or what failed.
 fn run() -> Result<(), String> {
     let o = Options::parse()?;
     let target = target_dir();
     let cache = target.join("bench-throughput");
     let paths = photo_folder(&cache, o.photos)?;
     let folder = paths[0].parent().expect("photos live in a folder").to_path_buf();
-    let model = model(&cache, &target, o.channels)?;
+    let model = common::models::untrained_model(&cache, INPUT, o.channels == Channels::Gray);
     let n = paths.len();
     let recipe = Recipe::for_input(INPUT, o.channels);
     let limits = Limits::default();

@@ -5,10 +5,13 @@
 //! `cargo bench -p swipebot-train --bench train_throughput [-- SIZE [ITERS [BATCH]]]`
 //! (defaults 112, 10, 32). Not a timed test: it prints figures for the README.
 
-use std::path::PathBuf;
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use std::process::Command;
 use std::time::Instant;
 
+use common::bench::BenchArgs;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use swipebot_core::preprocess::{Channels, Limits, Recipe};
@@ -18,19 +21,25 @@ use swipebot_train::sgd::Sgd;
 use swipebot_train::training;
 use tch::{nn, Device, Kind, Tensor};
 
-fn arg(n: usize, default: usize) -> usize {
-    std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with("--"))
-        .nth(n)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(default)
+/// The benchmark's settings from the command line: input size, timed iterations, batch size.
+fn settings() -> Result<(usize, usize, usize), String> {
+    let args = BenchArgs::parse(
+        "cargo bench -p swipebot-train --bench train_throughput [-- SIZE [ITERS [BATCH]]]",
+        &[],
+        &[],
+    )?;
+    Ok((
+        args.positional(0, 112, 1)?,
+        args.positional(1, 10, 1)?,
+        args.positional(2, 32, 1)?,
+    ))
 }
 
 fn main() {
-    let size = arg(0, 112);
-    let iters = arg(1, 10);
-    let batch = arg(2, 32);
+    let (size, iters, batch) = settings().unwrap_or_else(|e| {
+        eprintln!("train_throughput: {e}");
+        std::process::exit(1);
+    });
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     tch::set_num_threads(threads as i32);
     let recipe = Recipe::for_input(size as u32, Channels::Rgb);
@@ -88,10 +97,8 @@ fn main() {
     println!("{:<26}{rust:8.2} images/s", "rust (tch, channels-last)");
 
     // PyTorch, same wheel.
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let python = std::env::var_os("VIRTUAL_ENV")
-        .map(|v| PathBuf::from(v).join("bin/python"))
-        .unwrap_or_else(|| root.join(".venv/bin/python"));
+    let root = common::paths::repo_root();
+    let python = common::paths::python();
     // The default layout, as a typical script runs it, then channels-last, as `train` runs it.
     for (label, extra) in [
         ("pytorch (python)", None),

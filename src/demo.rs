@@ -5,7 +5,8 @@ use std::path::Path;
 
 use serde_json::json;
 
-use crate::source::replay::PROFILE_FILE;
+use crate::profile::Profile;
+use crate::source::replay::{write_profile, PROFILE_FILE};
 use swipebot_core::synth;
 
 /// Sizes of the generated material.
@@ -61,17 +62,20 @@ pub fn write(out: &Path, size: DemoSize) -> std::io::Result<()> {
             }
             _ => {}
         }
-        let profile = json!({
-            "id": id,
-            "name": format!("Demo {i}"),
-            "bio": "generated for the swipebot demo",
-            "photos": photos,
-            "placeholder": placeholder,
-            "expected": expected,
-        });
-        std::fs::write(dir.join(PROFILE_FILE), serde_json::to_vec_pretty(&profile)?)?;
+        let mut extra = serde_json::Map::new();
+        extra.insert("expected".into(), json!(expected));
+        let profile = Profile {
+            id,
+            name: format!("Demo {i}"),
+            bio: "generated for the swipebot demo".into(),
+            photos,
+            placeholder,
+            extra,
+        };
+        write_profile(&dir, &profile)?;
     }
     if size.profiles > 0 {
+        // Deliberately not a profile: cut off in the middle of the JSON.
         let broken = profiles.join("zzzz-broken");
         std::fs::create_dir_all(&broken)?;
         std::fs::write(broken.join(PROFILE_FILE), b"{\"id\": \"broken\", \"photos\": ")?;

@@ -19,7 +19,8 @@ use crate::source::{photo, Candidates, ProfileSource, Rejected, SetupError, Sour
 /// Name of the profile file in each recorded profile's folder.
 pub const PROFILE_FILE: &str = "profile.json";
 
-/// Writes `profile` as `folder/profile.json` (atomically), the one writer of the replay format.
+/// Writes `profile` as `folder/profile.json` (atomically): the one writer of the replay format, used
+/// by the recorder, the demo, the tests and the benchmarks.
 pub fn write_profile(folder: &Path, profile: &Profile) -> std::io::Result<()> {
     let bytes = serde_json::to_vec_pretty(profile).expect("profiles serialise");
     swipebot_core::fsutil::write_atomic(&folder.join(PROFILE_FILE), &bytes)

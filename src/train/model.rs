@@ -310,10 +310,26 @@ mod tests {
             };
             let net = GoogLeNet::new(&vs.root(), shape);
             let x = Tensor::rand([2, channels, size, size], (Kind::Float, Device::Cpu)) * 255.0;
-            let p = net.probabilities(&x, 1.0);
-            assert_eq!(p.size(), [2, 2]);
-            let sums = p.sum_dim_intlist(1, false, Kind::Float);
-            assert!((sums - 1.0).abs().max().double_value(&[]) < 1e-5);
+            let logits = tch::no_grad(|| net.logits(&x, false));
+            let margins: Vec<f64> = (0..2)
+                .map(|i| logits.double_value(&[i, 1]) - logits.double_value(&[i, 0]))
+                .collect();
+            // Margins of zero would make every temperature give 0.5: nothing to compare.
+            assert!(margins.iter().any(|m| m.abs() > 1e-3), "logit margins {margins:?}");
+            for temperature in [0.5, 1.0, 2.0] {
+                let p = net.probabilities(&x, temperature);
+                assert_eq!(p.size(), [2, 2]);
+                // [nope, like] = softmax(logits / T): LIKE is the logistic of the margin over T.
+                for (i, margin) in margins.iter().enumerate() {
+                    let like = 1.0 / (1.0 + (-margin / temperature).exp());
+                    let (got_nope, got_like) = (p.double_value(&[i as i64, 0]), p.double_value(&[i as i64, 1]));
+                    assert!(
+                        (got_like - like).abs() < 1e-5 && (got_nope - (1.0 - like)).abs() < 1e-5,
+                        "{size}x{size}x{channels}, T {temperature}, image {i}: [{got_nope}, {got_like}], \
+                         expected LIKE {like} from margin {margin}"
+                    );
+                }
+            }
         }
     }
 }

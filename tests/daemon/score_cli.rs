@@ -1,15 +1,18 @@
 //! `swipebot score` end to end: the real binary, a model made by the real `train`, real ONNX Runtime,
 //! real photos.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use swipebot::vision::scorer::{Device, Scorer, ScorerError, ScorerOptions};
 
+use crate::common::images::png_header_only;
+use crate::common::models::untrained_model;
+use crate::common::paths::{bin, sample_photo_dir};
+
+/// `swipebot score ARGS FILES`, run to the end.
 fn score(args: &[&str], files: &[PathBuf]) -> Output {
-    Command::new(common::bin("swipebot"))
+    Command::new(bin("swipebot"))
         .arg("score")
         .args(args)
         .args(files)
@@ -17,36 +20,23 @@ fn score(args: &[&str], files: &[PathBuf]) -> Output {
         .unwrap()
 }
 
-/// A PNG whose header declares `width` x `height` but carries almost no pixel data (an empty zlib
-/// stream): a decompression bomb stand-in that must be refused before any allocation.
-fn png_header_only(width: u32, height: u32) -> Vec<u8> {
-    fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
-        out.extend_from_slice(&(data.len() as u32).to_be_bytes());
-        let mut crc = crc32fast::Hasher::new();
-        crc.update(kind);
-        crc.update(data);
-        out.extend_from_slice(kind);
-        out.extend_from_slice(data);
-        out.extend_from_slice(&crc.finalize().to_be_bytes());
+/// Panics unless `out` ended with exit code 2 (a setup problem, nothing scored) and its error names
+/// every one of `needles`.
+fn assert_setup_error(out: &Output, needles: &[&str]) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    for needle in needles {
+        assert!(err.contains(needle), "{needle}: {err}");
     }
-    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
-    let mut ihdr = Vec::new();
-    ihdr.extend_from_slice(&width.to_be_bytes());
-    ihdr.extend_from_slice(&height.to_be_bytes());
-    ihdr.extend_from_slice(&[8, 0, 0, 0, 0]);
-    chunk(&mut out, b"IHDR", &ihdr);
-    chunk(&mut out, b"IDAT", &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01]);
-    chunk(&mut out, b"IEND", &[]);
-    out
 }
 
 #[test]
 fn scores_real_photos_with_the_models_threshold() {
     let dir = tempfile::tempdir().unwrap();
-    let model = common::untrained_model(dir.path(), 64, false);
+    let model = untrained_model(dir.path(), 64, false);
     let photos: Vec<PathBuf> = ["astronaut.png", "coffee.png", "chelsea.png", "rocket.jpg", "camera.png"]
         .iter()
-        .map(|n| common::sample_photo_dir().join(n))
+        .map(|n| sample_photo_dir().join(n))
         .collect();
     let out = score(&["--model", model.to_str().unwrap()], &photos);
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -77,10 +67,10 @@ fn scores_real_photos_with_the_models_threshold() {
 #[test]
 fn scores_agree_between_batch_sizes_and_with_the_library() {
     let dir = tempfile::tempdir().unwrap();
-    let model = common::untrained_model(dir.path(), 64, true);
+    let model = untrained_model(dir.path(), 64, true);
     let photos: Vec<PathBuf> = ["astronaut.png", "coffee.png", "chelsea.png"]
         .iter()
-        .map(|n| common::sample_photo_dir().join(n))
+        .map(|n| sample_photo_dir().join(n))
         .collect();
     let one = score(&["--model", model.to_str().unwrap(), "--batch-size", "1"], &photos);
     let many = score(&["--model", model.to_str().unwrap(), "--batch-size", "3"], &photos);
@@ -107,14 +97,14 @@ fn scores_agree_between_batch_sizes_and_with_the_library() {
 #[test]
 fn corrupt_html_and_oversized_images_get_an_error_line_and_the_rest_are_scored() {
     let dir = tempfile::tempdir().unwrap();
-    let model = common::untrained_model(dir.path(), 64, true);
-    let good = common::sample_photo_dir().join("coffee.png");
+    let model = untrained_model(dir.path(), 64, true);
+    let good = sample_photo_dir().join("coffee.png");
     let write = |name: &str, bytes: &[u8]| {
         let p = dir.path().join(name);
         std::fs::write(&p, bytes).unwrap();
         p
     };
-    let mut truncated = std::fs::read(common::sample_photo_dir().join("rocket.jpg")).unwrap();
+    let mut truncated = std::fs::read(sample_photo_dir().join("rocket.jpg")).unwrap();
     truncated.truncate(600);
     let corrupt = write("truncated.jpg", &truncated);
     let html = write("page.jpg", b"<!doctype html><html><body>Forbidden</body></html>");
@@ -170,26 +160,26 @@ fn corrupt_html_and_oversized_images_get_an_error_line_and_the_rest_are_scored()
 #[test]
 fn a_missing_onnx_runtime_says_what_to_run() {
     let dir = tempfile::tempdir().unwrap();
-    let model = common::untrained_model(dir.path(), 64, true);
-    let out = Command::new(common::bin("swipebot"))
+    let model = untrained_model(dir.path(), 64, true);
+    let out = Command::new(bin("swipebot"))
         .env("ORT_DYLIB_PATH", "/nonexistent/libonnxruntime.so")
         .args(["score", "--model", model.to_str().unwrap()])
-        .arg(common::sample_photo_dir().join("coffee.png"))
+        .arg(sample_photo_dir().join("coffee.png"))
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("ONNX Runtime library not found at /nonexistent/libonnxruntime.so (from ORT_DYLIB_PATH)"),
-        "{err}"
+    assert_setup_error(
+        &out,
+        &[
+            "ONNX Runtime library not found at /nonexistent/libonnxruntime.so (from ORT_DYLIB_PATH)",
+            "scripts/setup.sh",
+        ],
     );
-    assert!(err.contains("scripts/setup.sh"), "{err}");
     assert!(out.stdout.is_empty());
 
     // A file that is not a shared library is refused with the same advice, not a crash.
     let bogus = dir.path().join("libonnxruntime.so");
     std::fs::write(&bogus, b"not a library").unwrap();
-    let out = Command::new(common::bin("swipebot"))
+    let out = Command::new(bin("swipebot"))
         .args([
             "score",
             "--ort-library",
@@ -197,38 +187,32 @@ fn a_missing_onnx_runtime_says_what_to_run() {
             "--model",
             model.to_str().unwrap(),
         ])
-        .arg(common::sample_photo_dir().join("coffee.png"))
+        .arg(sample_photo_dir().join("coffee.png"))
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("could not load ONNX Runtime from") && err.contains("scripts/setup.sh"),
-        "{err}"
-    );
+    assert_setup_error(&out, &["could not load ONNX Runtime from", "scripts/setup.sh"]);
 }
 
 #[test]
 fn a_missing_model_says_how_to_make_one() {
     let out = score(
         &["--model", "/nonexistent/model.onnx"],
-        &[common::sample_photo_dir().join("coffee.png")],
+        &[sample_photo_dir().join("coffee.png")],
     );
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("/nonexistent/model.onnx") && err.contains("train --data"),
-        "{err}"
-    );
+    assert_setup_error(&out, &["/nonexistent/model.onnx", "train --data"]);
 }
 
 #[test]
 fn cuda_falls_back_to_the_cpu_unless_required() {
     let dir = tempfile::tempdir().unwrap();
-    let model = common::untrained_model(dir.path(), 64, true);
+    let model = untrained_model(dir.path(), 64, true);
     let cuda = ScorerOptions {
         device: Device::Cuda,
         ..ScorerOptions::default()
+    };
+    let required = ScorerOptions {
+        require_gpu: true,
+        ..cuda.clone()
     };
     let mut scorer = Scorer::load(&model, &cuda).unwrap();
     let gpu_runtime = scorer.device() == Device::Cuda;
@@ -237,25 +221,15 @@ fn cuda_falls_back_to_the_cpu_unless_required() {
         let mut batch = Vec::new();
         scorer
             .prepare(
-                &std::fs::read(common::sample_photo_dir().join("coffee.png")).unwrap(),
+                &std::fs::read(sample_photo_dir().join("coffee.png")).unwrap(),
                 &mut batch,
             )
             .unwrap();
         assert_eq!(scorer.score(&batch).unwrap().len(), 1);
-        let required = ScorerOptions {
-            device: Device::Cuda,
-            require_gpu: true,
-            ..ScorerOptions::default()
-        };
         let err = Scorer::load(&model, &required).unwrap_err();
         assert!(matches!(err, ScorerError::GpuUnavailable(_)), "{err}");
         assert!(err.to_string().contains("scripts/setup.sh --gpu"), "{err}");
     } else {
-        let required = ScorerOptions {
-            device: Device::Cuda,
-            require_gpu: true,
-            ..ScorerOptions::default()
-        };
         assert_eq!(Scorer::load(&model, &required).unwrap().device(), Device::Cuda);
     }
 }

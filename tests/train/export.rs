@@ -1,7 +1,5 @@
 //! The libtorch network, its ONNX export, the official checker and the ONNX Runtime scorer, together.
 
-mod common;
-
 use std::process::Command;
 
 use swipebot::vision::scorer::{Scorer, ScorerOptions};
@@ -10,6 +8,8 @@ use swipebot_core::preprocess::{Channels, Recipe};
 use swipebot_train::export;
 use swipebot_train::model::{GoogLeNet, NetShape};
 use tch::{nn, Device, Kind, Tensor};
+
+use crate::common;
 
 fn info(size: u32, channels: Channels, temperature: f32) -> ModelInfo {
     ModelInfo {
@@ -53,7 +53,7 @@ fn exported_model_passes_the_official_onnx_checker() {
                   assert props['swipebot.classes'] == 'nope,like', props\n\
                   assert max(o.version for o in m.opset_import if o.domain in ('', 'ai.onnx')) >= 17\n\
                   print('ok', len(m.graph.node))";
-    let out = Command::new(common::python())
+    let out = Command::new(common::paths::python())
         .args(["-c", script, path.to_str().unwrap()])
         .output()
         .unwrap();
@@ -106,7 +106,7 @@ fn onnx_runtime_gives_the_same_probabilities_as_libtorch() {
 #[test]
 fn train_with_zero_epochs_writes_a_model_carrying_its_contract() {
     let dir = tempfile::tempdir().unwrap();
-    let path = common::untrained_model(dir.path(), 64, true);
+    let path = common::models::untrained_model(dir.path(), 64, true);
     let scorer = Scorer::load(&path, &ScorerOptions::default()).unwrap();
     let info = scorer.info();
     assert_eq!(info.input_size, 64);
@@ -121,7 +121,7 @@ fn train_with_zero_epochs_writes_a_model_carrying_its_contract() {
 #[test]
 fn a_missing_data_folder_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(common::bin("train"))
+    let out = Command::new(common::paths::bin("train"))
         .args([
             "--data",
             dir.path().join("nothing").to_str().unwrap(),

@@ -3,8 +3,6 @@
 //! and threshold in the model metadata, parity between libtorch and ONNX Runtime, the files next to
 //! the model, `--resume` and Ctrl-C.
 
-mod common;
-
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -17,8 +15,10 @@ use swipebot_train::checkpoint::{self, Checkpoint};
 use swipebot_train::model::{GoogLeNet, NetShape};
 use tch::{nn, Device, Tensor};
 
+use crate::common;
+
 fn train(args: &[&str]) -> Output {
-    let out = Command::new(common::bin("train")).args(args).output().unwrap();
+    let out = Command::new(common::paths::bin("train")).args(args).output().unwrap();
     eprintln!("{}", String::from_utf8_lossy(&out.stderr));
     out
 }
@@ -163,15 +163,9 @@ fn trains_to_high_accuracy_and_exports_a_calibrated_model_with_its_threshold() {
     assert_eq!(truth.len(), 40);
     assert!(right >= 36, "{right} of 40 unseen photos classified right");
 
-    // `swipebot score` decides with the model's threshold. The binary belongs to the root package:
-    // `cargo test --workspace` (the README's test command) builds it next to `train`.
-    let swipebot = common::bin("train").with_file_name("swipebot");
-    assert!(
-        swipebot.exists(),
-        "{} is missing: run the tests with `cargo test --workspace`",
-        swipebot.display()
-    );
-    let out = Command::new(&swipebot)
+    // `swipebot score` decides with the model's threshold. The binary belongs to the root package: a
+    // plain `cargo test` at the root (or `cargo test --workspace`) builds it next to `train`.
+    let out = Command::new(common::paths::bin("swipebot"))
         .args(["score", "--json", "--model", s(&model)])
         .args(&photos)
         .output()
@@ -282,7 +276,7 @@ fn an_interrupted_run_resumes_to_the_same_schedule() {
 fn ctrl_c_checkpoints_exports_the_best_model_so_far_and_resumes() {
     let dir = tempfile::tempdir().unwrap();
     let (data, model) = small_run(dir.path(), 24);
-    let mut child = Command::new(common::bin("train"))
+    let mut child = Command::new(common::paths::bin("train"))
         .args(quick_args(&data, &model, "40"))
         .stderr(Stdio::piped())
         .spawn()

@@ -1,31 +1,79 @@
 //! The HTTP source against a real HTTP server on loopback that serves the API fixtures and injects
 //! faults, with the real daemon process on top.
 
-mod common;
-
 use std::collections::{HashMap, VecDeque};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
 use swipebot::journal::{Journal, Record};
 use swipebot::profile::{Decision, PhotoScore};
 
+use crate::common;
+use crate::common::journal::by_id;
+use crate::common::models::untrained_model;
+use crate::common::paths::tinder_fixture as fixture;
+use crate::common::process::{signal, wait_with_timeout};
+
+/// The API token the daemon is given; it must never show in a log line or a file.
 const TOKEN: &str = "tok-3f9a1c7e-secret";
+
+/// The waits the daemon's config scripts (`[source.tinder]`), in seconds as the config takes them;
+/// the timing assertions are stated from these. `empty_backoff_secs` (and its maximum): the wait after
+/// an empty page of recommendations.
+const EMPTY_BACKOFF_SECS: u64 = 1;
+/// `rate_limit_wait_secs`: the wait after a rate limit reported inside a 200 body.
+const RATE_LIMIT_WAIT_SECS: u64 = 1;
+/// `out_of_likes_wait_secs`: the wait after an out-of-likes notice among the recommendations.
+const OUT_OF_LIKES_WAIT_SECS: u64 = 1;
+/// `source.min_wait_secs`: the floor of every wait the API imposes (Retry-After: 0 and the like).
+const MIN_WAIT_SECS: u64 = 1;
+/// `retry_base_ms`: the first backoff of a request retried after a 5xx or a timeout.
+const RETRY_BASE_MS: u64 = 10;
+/// `pipeline.photo_timeout_secs`: how long one photo download may take.
+const PHOTO_TIMEOUT_SECS: u64 = 1;
+/// The daemon's own first retry after a failed fetch (`Daemon::run`), the one wait no config sets.
+const FETCH_RETRY_SECS: u64 = 1;
+
+/// The longest a daemon that is not paused waits before its next call, whatever went wrong.
+fn longest_scripted_wait() -> Duration {
+    let secs = [
+        EMPTY_BACKOFF_SECS,
+        RATE_LIMIT_WAIT_SECS,
+        OUT_OF_LIKES_WAIT_SECS,
+        FETCH_RETRY_SECS,
+    ];
+    Duration::from_secs(secs.into_iter().max().expect("some waits")) + Duration::from_millis(RETRY_BASE_MS)
+}
+
+/// How much later than a scripted wait the daemon may make its next call on a loaded machine.
+const SCHEDULING_MARGIN: Duration = Duration::from_secs(2);
+/// How much sooner than a scripted wait a call may be seen: the wait is stated in whole seconds or
+/// milliseconds and timed by another clock than the server's.
+const CLOCK_SLACK: Duration = Duration::from_millis(100);
 
 /// One scripted answer.
 #[derive(Clone)]
 struct Reply {
+    /// HTTP status code.
     status: u16,
+    /// The `Content-Type` header.
     content_type: &'static str,
+    /// The body as sent.
     body: Vec<u8>,
+    /// How long the server waits before answering (a slow server).
     delay: Duration,
+    /// Further headers (`Retry-After`).
     headers: Vec<(&'static str, String)>,
     /// Declared body length when it should differ from the real one (a truncated body).
     declared_len: Option<usize>,
+    /// A JSON body's `rate_limited_until` is set, when the answer is sent, to this long after that
+    /// moment: a limit relative to the call it answers, not to when the test scripted it.
+    limited_for: Option<Duration>,
 }
 
 impl Reply {
@@ -37,6 +85,7 @@ impl Reply {
             delay: Duration::ZERO,
             headers: vec![],
             declared_len: None,
+            limited_for: None,
         }
     }
     fn image(body: Vec<u8>) -> Self {
@@ -47,6 +96,7 @@ impl Reply {
             delay: Duration::ZERO,
             headers: vec![],
             declared_len: None,
+            limited_for: None,
         }
     }
 }
@@ -54,28 +104,33 @@ impl Reply {
 /// A request the server saw.
 #[derive(Clone, Debug)]
 struct Seen {
+    /// When its request line and headers had arrived.
     at: Instant,
+    /// The request path, with its query.
     path: String,
+    /// Its `X-Auth-Token` header.
     token: Option<String>,
 }
 
+/// What the fake API answers next, and what it has seen.
 #[derive(Default)]
 struct State {
+    /// Answers to recommendation calls, in order; then an empty page.
     recs: VecDeque<Reply>,
+    /// Answers to like calls, in order; then a plain like.
     likes: VecDeque<Reply>,
+    /// Photo answers by path under `/photos/`; any other photo is a valid JPEG.
     photos: HashMap<String, Reply>,
+    /// Every request, in arrival order.
     seen: Vec<Seen>,
 }
 
 /// The fake API: a thread per connection, `Connection: close` after each answer.
 struct Api {
+    /// `http://127.0.0.1:PORT`.
     base: String,
+    /// Shared with the connection threads.
     state: Arc<Mutex<State>>,
-}
-
-fn fixture(name: &str) -> String {
-    let path = common::repo_root().join("tests/fixtures/tinder-api").join(name);
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 impl Api {
@@ -102,18 +157,27 @@ impl Api {
         Reply::json(200, &body)
     }
 
+    /// Queues an answer to the next recommendations call.
     fn push_recs(&self, r: Reply) {
         self.state.lock().unwrap().recs.push_back(r);
     }
 
+    /// Queues an answer to the next like call.
+    fn push_like(&self, r: Reply) {
+        self.state.lock().unwrap().likes.push_back(r);
+    }
+
+    /// Sets the answer for the photo at `/photos/PATH`.
     fn photo(&self, path: &str, r: Reply) {
         self.state.lock().unwrap().photos.insert(path.to_string(), r);
     }
 
+    /// Every request so far.
     fn seen(&self) -> Vec<Seen> {
         self.state.lock().unwrap().seen.clone()
     }
 
+    /// Paths of the requests so far that start with `prefix`.
     fn calls(&self, prefix: &str) -> Vec<String> {
         self.seen()
             .into_iter()
@@ -123,6 +187,7 @@ impl Api {
     }
 }
 
+/// Answers one connection: records the request, sends the scripted reply, closes.
 fn serve(mut conn: TcpStream, state: &Mutex<State>) {
     let mut reader = BufReader::new(conn.try_clone().unwrap());
     let mut request_line = String::new();
@@ -174,6 +239,14 @@ fn serve(mut conn: TcpStream, state: &Mutex<State>) {
         }
     };
     std::thread::sleep(reply.delay);
+    let mut reply = reply;
+    if let Some(limit) = reply.limited_for {
+        let mut body: serde_json::Value = serde_json::from_slice(&reply.body).expect("a JSON body to limit");
+        let until = SystemTime::now() + limit;
+        let millis = until.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_millis() as u64;
+        body["rate_limited_until"] = millis.into();
+        reply.body = body.to_string().into_bytes();
+    }
     let mut head = format!(
         "HTTP/1.1 {} X\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n",
         reply.status,
@@ -190,32 +263,73 @@ fn serve(mut conn: TcpStream, state: &Mutex<State>) {
     let _ = conn.shutdown(std::net::Shutdown::Both);
 }
 
+/// A `swipebot run` process against the fake API.
 struct Daemon {
+    /// The process.
     child: Child,
+    /// Its state folder (the journal).
     state: PathBuf,
+    /// Its stderr (the log) so far, collected by `reader`.
     stderr: Arc<Mutex<String>>,
+    /// The thread that reads the log; it ends when the process has exited and closed its stderr.
+    reader: Option<JoinHandle<()>>,
 }
 
-/// Starts `swipebot run` against `api` with extra config TOML and environment variables.
-fn start_daemon(dir: &Path, model: &Path, api: &Api, extra: &str, env: &[(&str, &str)]) -> Daemon {
+/// What every test here starts from: a temporary folder, an untrained model in it, the fake API.
+struct World {
+    /// Holds the model, the config, the state and the recordings; removed at the end.
+    dir: tempfile::TempDir,
+    /// The untrained 64x64 grayscale model.
+    model: PathBuf,
+    /// The fake API, with nothing scripted yet.
+    api: Api,
+}
+
+impl World {
+    /// A fresh folder, model and API.
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let model = untrained_model(dir.path(), 64, true);
+        World {
+            dir,
+            model,
+            api: Api::start(),
+        }
+    }
+
+    /// The temporary folder.
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Starts `swipebot run` against the API with extra environment variables.
+    fn start(&self, env: &[(&str, &str)]) -> Daemon {
+        start_daemon(self.path(), &self.model, &self.api, env)
+    }
+}
+
+/// Starts `swipebot run` on `model` against `api`, in `dir`, with extra environment variables.
+fn start_daemon(dir: &Path, model: &Path, api: &Api, env: &[(&str, &str)]) -> Daemon {
     let state = dir.join("state");
     let config = dir.join("swipebot.toml");
     std::fs::write(
         &config,
         format!(
             "[model]\npath = {model:?}\nthreshold = 0.0\n\
-             [source]\nkind = \"tinder\"\nrecord_dir = {:?}\nmin_wait_secs = 1\n\
-             [source.tinder]\nbase_url = {:?}\nretry_base_ms = 10\nempty_backoff_secs = 1\nempty_backoff_max_secs = 1\n\
-             rate_limit_wait_secs = 1\nout_of_likes_wait_secs = 1\nrequest_timeout_secs = 5\n\
+             [source]\nkind = \"tinder\"\nrecord_dir = {:?}\nmin_wait_secs = {MIN_WAIT_SECS}\n\
+             [source.tinder]\nbase_url = {:?}\nretry_base_ms = {RETRY_BASE_MS}\n\
+             empty_backoff_secs = {EMPTY_BACKOFF_SECS}\nempty_backoff_max_secs = {EMPTY_BACKOFF_SECS}\n\
+             rate_limit_wait_secs = {RATE_LIMIT_WAIT_SECS}\nout_of_likes_wait_secs = {OUT_OF_LIKES_WAIT_SECS}\n\
+             request_timeout_secs = 5\n\
              [pacing]\nswipes_per_minute = 600\njitter = 0.0\n\
-             [pipeline]\nphoto_timeout_secs = 1\nmax_photo_bytes = 200000\n\
-             [state]\ndir = {state:?}\n{extra}",
+             [pipeline]\nphoto_timeout_secs = {PHOTO_TIMEOUT_SECS}\nmax_photo_bytes = 200000\n\
+             [state]\ndir = {state:?}\n",
             dir.join("recorded"),
             api.base,
         ),
     )
     .unwrap();
-    let mut child = Command::new(common::bin("swipebot"))
+    let mut child = Command::new(common::paths::bin("swipebot"))
         .args(["run", "--config", config.to_str().unwrap()])
         .env("SWIPEBOT_API_TOKEN", TOKEN)
         .env("SWIPEBOT_LOG", "debug")
@@ -227,7 +341,7 @@ fn start_daemon(dir: &Path, model: &Path, api: &Api, extra: &str, env: &[(&str, 
     let stderr = Arc::new(Mutex::new(String::new()));
     let sink = Arc::clone(&stderr);
     let mut pipe = child.stderr.take().unwrap();
-    std::thread::spawn(move || {
+    let reader = std::thread::spawn(move || {
         let mut buf = [0u8; 4096];
         while let Ok(n) = pipe.read(&mut buf) {
             if n == 0 {
@@ -236,10 +350,16 @@ fn start_daemon(dir: &Path, model: &Path, api: &Api, extra: &str, env: &[(&str, 
             sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
         }
     });
-    Daemon { child, state, stderr }
+    Daemon {
+        child,
+        state,
+        stderr,
+        reader: Some(reader),
+    }
 }
 
 impl Daemon {
+    /// The journal so far.
     fn records(&self) -> Vec<Record> {
         Journal::read_all(&self.state).unwrap_or_default()
     }
@@ -259,43 +379,26 @@ impl Daemon {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        let code = wait(&mut self.child, Duration::from_secs(20));
-        std::thread::sleep(Duration::from_millis(100));
-        let log = self.stderr.lock().unwrap().clone();
+        signal(&self.child, "TERM");
+        let (code, log) = self.wait(Duration::from_secs(20));
         (code, self.records(), log)
     }
-}
 
-fn wait(child: &mut Child, limit: Duration) -> i32 {
-    let start = Instant::now();
-    loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            return s.code().unwrap_or(-1);
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            panic!("daemon did not exit within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
+    /// Waits for the process to exit, then for the whole of its log; returns its exit code (-1 for a
+    /// signal) and the log.
+    fn wait(&mut self, limit: Duration) -> (i32, String) {
+        let status = wait_with_timeout(&mut self.child, limit);
+        self.reader
+            .take()
+            .expect("the log is read once")
+            .join()
+            .expect("the log reader does not panic");
+        let log = self.stderr.lock().unwrap().clone();
+        (status.code().unwrap_or(-1), log)
     }
 }
 
-fn by_id(records: &[Record]) -> HashMap<String, Record> {
-    let mut m = HashMap::new();
-    for r in records {
-        assert!(
-            m.insert(r.profile_id.clone(), r.clone()).is_none(),
-            "{} journaled twice",
-            r.profile_id
-        );
-    }
-    m
-}
-
+/// The errors of a record's photos that failed.
 fn errors(r: &Record) -> Vec<String> {
     r.scores
         .iter()
@@ -306,6 +409,7 @@ fn errors(r: &Record) -> Vec<String> {
         .collect()
 }
 
+/// Panics if [`TOKEN`] is in `log` or in any file under `dir`.
 fn assert_no_token_anywhere(dir: &Path, log: &str) {
     assert!(!log.contains(TOKEN), "the token leaked into the logs");
     fn walk(p: &Path) {
@@ -325,15 +429,15 @@ fn assert_no_token_anywhere(dir: &Path, log: &str) {
     walk(dir);
 }
 
+/// The three users of `v2_recs_core.json`.
 const U1: &str = "000000000000000000000001";
 const U2: &str = "000000000000000000000002";
 const U3: &str = "000000000000000000000003";
 
 #[test]
 fn faulty_photos_are_ignored_likes_are_exact_and_recordings_replay_the_same() {
-    let dir = tempfile::tempdir().unwrap();
-    let model = common::untrained_model(dir.path(), 64, true);
-    let api = Api::start();
+    let world = World::new();
+    let api = &world.api;
     api.push_recs(api.recs("v2_recs_core.json"));
     // The 84x84 size is the nearest above the model's 64: the source must pick it.
     let p = |user: &str, n: u32| format!("{user}/84x84_000{}0000-0000-4000-8000-00000000000{n}.jpg", &user[23..]);
@@ -348,7 +452,7 @@ fn faulty_photos_are_ignored_likes_are_exact_and_recordings_replay_the_same() {
     };
     let oversized = Reply::image(vec![0xFF; 300_000]);
     let slow = Reply {
-        delay: Duration::from_secs(3),
+        delay: Duration::from_secs(PHOTO_TIMEOUT_SECS) + SCHEDULING_MARGIN,
         ..Reply::image(vec![0xFF; 10])
     };
     api.photo(&p(U1, 0), corrupt);
@@ -357,10 +461,10 @@ fn faulty_photos_are_ignored_likes_are_exact_and_recordings_replay_the_same() {
     api.photo(&p(U3, 0), oversized);
     api.photo(&p(U3, 1), slow);
 
-    let daemon = start_daemon(dir.path(), &model, &api, "", &[]);
+    let daemon = world.start(&[]);
     let (code, records, log) = daemon.stop_after(3, Duration::from_secs(60));
     assert_eq!(code, 0, "{log}");
-    let r = by_id(&records);
+    let r = by_id(records);
     assert_eq!(r.len(), 3, "every fetched profile reaches the journal");
     assert_eq!(r[U1].decision, Decision::Like, "{:?}", r[U1]);
     let e1 = errors(&r[U1]).join(" | ");
@@ -394,24 +498,24 @@ fn faulty_photos_are_ignored_likes_are_exact_and_recordings_replay_the_same() {
         "{:?}",
         api.calls("/photos/")
     );
-    assert_no_token_anywhere(dir.path(), &log);
+    assert_no_token_anywhere(world.path(), &log);
 
     // The recording replays to the same decisions.
-    let recorded = dir.path().join("recorded");
-    let out = Command::new(common::bin("swipebot"))
+    let recorded = world.path().join("recorded");
+    let out = Command::new(common::paths::bin("swipebot"))
         .args([
             "replay",
             recorded.to_str().unwrap(),
             "--model",
-            model.to_str().unwrap(),
+            world.model.to_str().unwrap(),
             "--threshold",
             "0",
         ])
-        .args(["--state-dir", dir.path().join("replayed").to_str().unwrap()])
+        .args(["--state-dir", world.path().join("replayed").to_str().unwrap()])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let replayed = by_id(&Journal::read_all(&dir.path().join("replayed")).unwrap());
+    let replayed = common::journal::journaled(&world.path().join("replayed"));
     assert_eq!(replayed.len(), 3);
     for (id, rec) in &r {
         assert_eq!(replayed[id].decision, rec.decision, "{id}");
@@ -422,14 +526,14 @@ fn faulty_photos_are_ignored_likes_are_exact_and_recordings_replay_the_same() {
 
 #[test]
 fn trouble_is_retried_and_rate_limits_are_waited_out_without_calls() {
-    let dir = tempfile::tempdir().unwrap();
-    let model = common::untrained_model(dir.path(), 64, true);
-    let api = Api::start();
+    let world = World::new();
+    let api = &world.api;
     for status in [500, 502, 503] {
         api.push_recs(Reply::json(status, "{\"error\": \"outage\"}"));
     }
+    let retry_after = Duration::from_secs(2);
     api.push_recs(Reply {
-        headers: vec![("Retry-After", "2".into())],
+        headers: vec![("Retry-After", retry_after.as_secs().to_string())],
         ..Reply::json(429, "{}")
     });
     api.push_recs(Reply::json(
@@ -440,60 +544,70 @@ fn trouble_is_retried_and_rate_limits_are_waited_out_without_calls() {
     api.push_recs(Reply::json(200, &fixture("v2_recs_out_of_likes.json")));
     api.push_recs(Reply::json(200, &fixture("v2_recs_timeout.json")));
     api.push_recs(api.recs("v2_recs_core.json"));
-    // The first like says: out of likes for 12 seconds from now.
-    let until_instant = Instant::now() + Duration::from_secs(12);
-    let until_ms = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-        + 12_000;
-    let limited = fixture("like_rate_limited.json").replace("1764403200000", &until_ms.to_string());
-    api.state.lock().unwrap().likes.push_back(Reply::json(200, &limited));
-    let daemon = start_daemon(dir.path(), &model, &api, "", &[]);
+    // The first like says: out of likes for `like_limit` from the moment it is answered.
+    let like_limit = Duration::from_secs(3);
+    api.push_like(Reply {
+        limited_for: Some(like_limit),
+        ..Reply::json(200, &fixture("like_rate_limited.json"))
+    });
+    let daemon = world.start(&[]);
     let (code, records, log) = daemon.stop_after(3, Duration::from_secs(90));
     assert_eq!(code, 0, "{log}");
-    assert_eq!(by_id(&records).len(), 3);
+    assert_eq!(by_id(records).len(), 3);
 
     let seen = api.seen();
     let recs: Vec<&Seen> = seen.iter().filter(|s| s.path.starts_with("/v2/recs")).collect();
     assert!(recs.len() >= 9, "{recs:?}");
-    // The 429 (4th call) asked for 2 s: the next call came no sooner.
-    assert!(
-        recs[4].at - recs[3].at >= Duration::from_millis(1900),
-        "Retry-After was not honoured"
+    // Each scripted wait was waited out, then the next call came: no sooner than the wait, and no
+    // later than the wait plus the scheduling margin.
+    let waited = |from: &Seen, to: &Seen, wait: Duration, what: &str| {
+        let gap = to.at - from.at;
+        assert!(
+            gap >= wait - CLOCK_SLACK,
+            "{what}: the next call came after {gap:?}, before {wait:?}"
+        );
+        assert!(
+            gap <= wait + SCHEDULING_MARGIN,
+            "{what}: the next call came only after {gap:?}, for a wait of {wait:?}"
+        );
+    };
+    // The 429 (4th call) asked for `retry_after`.
+    waited(recs[3], recs[4], retry_after, "Retry-After");
+    // Rate limited in a 200 body, then out of likes: each waited its configured time.
+    waited(
+        recs[5],
+        recs[6],
+        Duration::from_secs(RATE_LIMIT_WAIT_SECS),
+        "rate limit in a 200 body",
     );
-    // Rate limited in a 200 body, then out of likes: each waited rate_limit_wait_secs / out_of_likes_wait_secs.
-    assert!(recs[6].at - recs[5].at >= Duration::from_millis(900));
-    assert!(recs[7].at - recs[6].at >= Duration::from_millis(900));
-    // After the rate-limited like, no like call until rate_limited_until.
+    waited(
+        recs[6],
+        recs[7],
+        Duration::from_secs(OUT_OF_LIKES_WAIT_SECS),
+        "out of likes",
+    );
+    // After the rate-limited like, no like call until rate_limited_until; then the like again.
     let likes: Vec<&Seen> = seen.iter().filter(|s| s.path.starts_with("/like/")).collect();
     assert!(likes.len() >= 2, "{likes:?}");
-    assert!(
-        likes[0].at < until_instant,
-        "the first like came before the limit's end"
-    );
-    assert!(
-        likes[1].at >= until_instant - Duration::from_millis(50),
-        "a like was sent before rate_limited_until"
-    );
+    assert_eq!(likes[0].path, likes[1].path, "the limited like is the one sent again");
+    waited(likes[0], likes[1], like_limit, "rate_limited_until of a like");
     assert!(log.contains("malformed JSON"), "the malformed body was logged");
-    assert_no_token_anywhere(dir.path(), &log);
+    assert_no_token_anywhere(world.path(), &log);
 }
 
 #[test]
 fn placeholders_are_never_swiped_and_dry_run_never_swipes() {
-    let dir = tempfile::tempdir().unwrap();
-    let model = common::untrained_model(dir.path(), 64, true);
-    let api = Api::start();
+    let world = World::new();
+    let api = &world.api;
     api.push_recs(api.recs("v1_recommended_users_with_one_limit_reached.json"));
     let env = [
         ("SWIPEBOT__SOURCE__DRY_RUN", "true"),
         ("SWIPEBOT__SOURCE__TINDER__API", "v1"),
     ];
-    let daemon = start_daemon(dir.path(), &model, &api, "", &env);
+    let daemon = world.start(&env);
     let (code, records, log) = daemon.stop_after(2, Duration::from_secs(60));
     assert_eq!(code, 0, "{log}");
-    let r = by_id(&records);
+    let r = by_id(records);
     assert_eq!(r["user_2_id"].decision, Decision::Skip, "the placeholder is skipped");
     assert!(!r["user_2_id"].sent);
     assert!(r["user_1_id"].dry_run && !r["user_1_id"].sent, "{:?}", r["user_1_id"]);
@@ -502,33 +616,29 @@ fn placeholders_are_never_swiped_and_dry_run_never_swipes() {
         "dry run sent a swipe"
     );
     assert!(!api.calls("/user/recs").is_empty(), "the v1 endpoint was used");
-    assert_no_token_anywhere(dir.path(), &log);
+    assert_no_token_anywhere(world.path(), &log);
 }
 
 #[test]
 fn a_refused_token_stops_with_exit_code_77_and_says_what_to_do() {
-    let dir = tempfile::tempdir().unwrap();
-    let model = common::untrained_model(dir.path(), 64, true);
-    let api = Api::start();
+    let world = World::new();
+    let api = &world.api;
     api.push_recs(Reply::json(401, &fixture("unauthorized_401.json")));
-    let mut daemon = start_daemon(dir.path(), &model, &api, "", &[]);
-    let code = wait(&mut daemon.child, Duration::from_secs(30));
-    std::thread::sleep(Duration::from_millis(100));
-    let log = daemon.stderr.lock().unwrap().clone();
+    let mut daemon = world.start(&[]);
+    let (code, log) = daemon.wait(Duration::from_secs(30));
     assert_eq!(code, 77, "{log}");
     assert!(log.contains("token") && log.contains("restart"), "{log}");
     assert!(api.calls("/like/").is_empty());
-    assert_no_token_anywhere(dir.path(), &log);
+    assert_no_token_anywhere(world.path(), &log);
 }
 
 #[test]
 fn with_on_unauthorized_wait_a_sighup_brings_the_new_token() {
-    let dir = tempfile::tempdir().unwrap();
-    let model = common::untrained_model(dir.path(), 64, true);
-    let api = Api::start();
+    let world = World::new();
+    let api = &world.api;
     api.push_recs(Reply::json(401, &fixture("unauthorized_401.json")));
     api.push_recs(api.recs("v2_recs_core.json"));
-    let token_file = dir.path().join("token");
+    let token_file = world.path().join("token");
     std::fs::write(&token_file, "old-token-1\n").unwrap();
     // A token file must be readable by its owner only.
     std::fs::set_permissions(&token_file, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
@@ -536,23 +646,21 @@ fn with_on_unauthorized_wait_a_sighup_brings_the_new_token() {
         ("SWIPEBOT__SOURCE__TINDER__ON_UNAUTHORIZED", "wait"),
         ("SWIPEBOT__SOURCE__TINDER__TOKEN_FILE", token_file.to_str().unwrap()),
     ];
-    let daemon = start_daemon(dir.path(), &model, &api, "", &env);
+    let daemon = world.start(&env);
     let start = Instant::now();
     while api.calls("/v2/recs").is_empty() {
         assert!(start.elapsed() < Duration::from_secs(30), "no recommendations call");
         std::thread::sleep(Duration::from_millis(20));
     }
-    // Paused: no more calls while the token is refused.
-    std::thread::sleep(Duration::from_millis(1500));
+    // Paused: no more calls while the token is refused. A daemon that was not paused would call again
+    // within the longest wait the config scripts, give or take the scheduling margin.
+    std::thread::sleep(longest_scripted_wait() + SCHEDULING_MARGIN);
     assert_eq!(api.calls("/v2/recs").len(), 1, "calls went on after the 401");
     std::fs::write(&token_file, "new-token-2\n").unwrap();
-    Command::new("kill")
-        .args(["-HUP", &daemon.child.id().to_string()])
-        .status()
-        .unwrap();
+    signal(&daemon.child, "HUP");
     let (code, records, log) = daemon.stop_after(3, Duration::from_secs(60));
     assert_eq!(code, 0, "{log}");
-    assert_eq!(by_id(&records).len(), 3);
+    assert_eq!(by_id(records).len(), 3);
     let seen = api.seen();
     assert_eq!(seen[0].token.as_deref(), Some("old-token-1"));
     assert!(seen[1..].iter().all(|s| s.token.as_deref() == Some("new-token-2")));
@@ -562,11 +670,10 @@ fn with_on_unauthorized_wait_a_sighup_brings_the_new_token() {
 
 #[test]
 fn sighup_reloads_the_threshold_for_new_profiles() {
-    let dir = tempfile::tempdir().unwrap();
-    let model = common::untrained_model(dir.path(), 64, true);
-    let api = Api::start();
+    let world = World::new();
+    let api = &world.api;
     api.push_recs(api.recs("v2_recs_core.json"));
-    let daemon = start_daemon(dir.path(), &model, &api, "", &[]);
+    let daemon = world.start(&[]);
     let start = Instant::now();
     while daemon.records().len() < 3 {
         assert!(
@@ -576,15 +683,12 @@ fn sighup_reloads_the_threshold_for_new_profiles() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    let config = dir.path().join("swipebot.toml");
+    let config = world.path().join("swipebot.toml");
     let text = std::fs::read_to_string(&config)
         .unwrap()
         .replace("threshold = 0.0", "threshold = 1.0");
     std::fs::write(&config, text).unwrap();
-    Command::new("kill")
-        .args(["-HUP", &daemon.child.id().to_string()])
-        .status()
-        .unwrap();
+    signal(&daemon.child, "HUP");
     while !daemon.stderr.lock().unwrap().contains("settings reloaded") {
         assert!(
             start.elapsed() < Duration::from_secs(60),
@@ -601,7 +705,7 @@ fn sighup_reloads_the_threshold_for_new_profiles() {
     api.push_recs(Reply::json(200, &body));
     let (code, records, log) = daemon.stop_after(6, Duration::from_secs(60));
     assert_eq!(code, 0, "{log}");
-    let r = by_id(&records);
+    let r = by_id(records);
     for id in [U1, U2, U3] {
         assert_eq!(r[id].threshold, 0.0);
         let new = format!("1000{}", &id[4..]);
