@@ -51,6 +51,24 @@ const BOUNDS: &[Bound] = &[
         max: 100.0,
     },
     Bound {
+        key: "source.min_wait_secs",
+        value: |s| Some(s.source.min_wait_secs as f64),
+        min: 1.0,
+        max: 3600.0,
+    },
+    Bound {
+        key: "source.max_wait_secs",
+        value: |s| Some(s.source.max_wait_secs as f64),
+        min: 60.0,
+        max: 604_800.0,
+    },
+    Bound {
+        key: "source.max_body_bytes",
+        value: |s| Some(s.source.max_body_bytes as f64),
+        min: 65_536.0,
+        max: (256u64 << 20) as f64,
+    },
+    Bound {
         key: "source.tinder.request_timeout_secs",
         value: |s| Some(s.source.tinder.request_timeout_secs as f64),
         min: 1.0,
@@ -258,6 +276,33 @@ pub(super) fn validate(s: &Settings) -> Result<(), ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_numeric_key_has_a_bound() {
+        fn leaves(prefix: &str, v: &toml::Value, out: &mut Vec<String>) {
+            match v {
+                toml::Value::Table(t) => {
+                    for (k, v) in t {
+                        let key = if prefix.is_empty() {
+                            k.clone()
+                        } else {
+                            format!("{prefix}.{k}")
+                        };
+                        leaves(&key, v, out);
+                    }
+                }
+                toml::Value::Integer(_) | toml::Value::Float(_) => out.push(prefix.to_string()),
+                _ => {}
+            }
+        }
+        let mut numeric = Vec::new();
+        let defaults: toml::Value = toml::from_str(&Settings::default().to_toml()).unwrap();
+        leaves("", &defaults, &mut numeric);
+        numeric.push("model.threshold".into());
+        let bounded: Vec<&str> = BOUNDS.iter().map(|b| b.key).collect();
+        let missing: Vec<&String> = numeric.iter().filter(|k| !bounded.contains(&k.as_str())).collect();
+        assert!(missing.is_empty(), "numeric keys without a range check: {missing:?}");
+    }
 
     #[test]
     fn every_bound_refuses_the_value_just_outside_it_and_names_its_key() {

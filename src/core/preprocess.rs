@@ -179,7 +179,7 @@ pub fn decode(bytes: &[u8], limits: &Limits, channels: Channels) -> Result<Dynam
         });
     }
     let is_jpeg = bytes.starts_with(&[0xFF, 0xD8, 0xFF]);
-    if is_jpeg && !jpeg_is_complete(bytes) {
+    if is_jpeg && jpeg_cut_short(bytes) {
         return Err(PreprocessError::Truncated);
     }
     if channels == Channels::Gray && is_jpeg {
@@ -211,15 +211,17 @@ pub fn decode(bytes: &[u8], limits: &Limits, channels: Channels) -> Result<Dynam
     Ok(image)
 }
 
-/// Whether a JPEG's last scan is followed by its end-of-image marker. A file cut short has none
-/// after its last start-of-scan (an EXIF thumbnail's own end marker comes before the main scans, so
-/// it does not count). Both markers can only appear as markers: in scan data every 0xFF byte is
-/// followed by 0x00 or a restart marker.
-fn jpeg_is_complete(bytes: &[u8]) -> bool {
+/// Whether a JPEG was cut short inside its scan data: it has a start-of-scan marker but no
+/// end-of-image marker after the last one (an EXIF thumbnail's own end marker comes before the main
+/// scans, so it does not count). Both can only appear as markers: in scan data every 0xFF byte is
+/// followed by 0x00 or a restart marker. A file that never reaches a scan is left to the decoder,
+/// which calls it corrupt.
+fn jpeg_cut_short(bytes: &[u8]) -> bool {
     let last = |marker: u8| bytes.windows(2).rposition(|w| w == [0xFF, marker]);
     match (last(0xDA), last(0xD9)) {
-        (Some(scan), Some(end)) => end > scan,
-        _ => false,
+        (Some(scan), Some(end)) => end < scan,
+        (Some(_), None) => true,
+        (None, _) => false,
     }
 }
 
@@ -466,9 +468,8 @@ mod tests {
                 Err(PreprocessError::Corrupt(_))
             ));
             let garbage = b"\xFF\xD8\xFF\xE0 garbage garbage garbage";
-            // A JPEG header with no scan and no end marker: refused before any decoding.
             assert!(
-                matches!(decode(garbage, &limits, channels), Err(PreprocessError::Truncated)),
+                matches!(decode(garbage, &limits, channels), Err(PreprocessError::Corrupt(_))),
                 "{channels:?}"
             );
             for big in [png(100, 100, |_, _| [1, 2, 3]), jpeg(100, 100, |_, _| [1, 2, 3])] {

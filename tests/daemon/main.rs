@@ -4,6 +4,8 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod account;
+mod faults;
 mod replay;
 mod score_cli;
 mod tinder;

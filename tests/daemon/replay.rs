@@ -478,8 +478,19 @@ fn bad_config_keys_and_values_stop_before_anything_runs() {
     assert!(printed.contains("swipes_per_minute = 7"), "{printed}");
 }
 
+/// Environment overrides that complete the documented config file with what `check-config` loads:
+/// a real model, replay folder and state folder (its own point to `../models` and `../profiles`).
+fn documented_config_env(s: &Setup) -> Vec<(&'static str, String)> {
+    vec![
+        ("SWIPEBOT__MODEL__PATH", s.model.display().to_string()),
+        ("SWIPEBOT__SOURCE__REPLAY_DIR", s.profiles.display().to_string()),
+        ("SWIPEBOT__STATE__DIR", s.state("state").display().to_string()),
+    ]
+}
+
 #[test]
 fn the_token_never_reaches_check_config_or_help() {
+    let s = Setup::new(1);
     let token = "tok-never-print-me-42";
     let config = common::paths::repo_root().join("config/swipebot.toml");
     for args in [
@@ -490,11 +501,16 @@ fn the_token_never_reaches_check_config_or_help() {
     ] {
         let out = Command::new(common::paths::bin("swipebot"))
             .args(&args)
+            .envs(documented_config_env(&s))
             .env("SWIPEBOT__SOURCE__KIND", "tinder")
             .env("SWIPEBOT_API_TOKEN", token)
             .output()
             .unwrap();
-        assert!(out.status.success(), "{args:?}");
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let all = format!(
             "{}{}",
             String::from_utf8_lossy(&out.stdout),
@@ -506,6 +522,7 @@ fn the_token_never_reaches_check_config_or_help() {
 
 #[test]
 fn the_documented_config_file_is_valid() {
+    let s = Setup::new(1);
     let out = Command::new(common::paths::bin("swipebot"))
         .args([
             "check-config",
@@ -515,6 +532,7 @@ fn the_documented_config_file_is_valid() {
                 .to_str()
                 .unwrap(),
         ])
+        .envs(documented_config_env(&s))
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

@@ -20,7 +20,7 @@ use crate::common::paths::tinder_fixture as fixture;
 use crate::common::process::{signal, wait_with_timeout};
 
 /// The API token the daemon is given; it must never show in a log line or a file.
-const TOKEN: &str = "tok-3f9a1c7e-secret";
+pub(crate) const TOKEN: &str = "tok-3f9a1c7e-secret";
 
 /// The waits the daemon's config scripts (`[source.tinder]`), in seconds as the config takes them;
 /// the timing assertions are stated from these. `empty_backoff_secs` (and its maximum): the wait after
@@ -58,13 +58,13 @@ const CLOCK_SLACK: Duration = Duration::from_millis(100);
 
 /// One scripted answer.
 #[derive(Clone)]
-struct Reply {
+pub(crate) struct Reply {
     /// HTTP status code.
     status: u16,
     /// The `Content-Type` header.
     content_type: &'static str,
     /// The body as sent.
-    body: Vec<u8>,
+    pub(crate) body: Vec<u8>,
     /// How long the server waits before answering (a slow server).
     delay: Duration,
     /// Further headers (`Retry-After`).
@@ -77,7 +77,13 @@ struct Reply {
 }
 
 impl Reply {
-    fn json(status: u16, body: &str) -> Self {
+    /// The same answer with one more header.
+    pub(crate) fn with_header(mut self, name: &'static str, value: &str) -> Self {
+        self.headers.push((name, value.to_string()));
+        self
+    }
+
+    pub(crate) fn json(status: u16, body: &str) -> Self {
         Reply {
             status,
             content_type: "application/json",
@@ -88,7 +94,7 @@ impl Reply {
             limited_for: None,
         }
     }
-    fn image(body: Vec<u8>) -> Self {
+    pub(crate) fn image(body: Vec<u8>) -> Self {
         Reply {
             status: 200,
             content_type: "image/jpeg",
@@ -123,10 +129,12 @@ struct State {
     photos: HashMap<String, Reply>,
     /// Every request, in arrival order.
     seen: Vec<Seen>,
+    /// How long every photo without a scripted answer takes to arrive.
+    photo_delay: Duration,
 }
 
 /// The fake API: a thread per connection, `Connection: close` after each answer.
-struct Api {
+pub(crate) struct Api {
     /// `http://127.0.0.1:PORT`.
     base: String,
     /// Shared with the connection threads.
@@ -150,7 +158,7 @@ impl Api {
     }
 
     /// A fixture with its photo URLs pointing at this server.
-    fn recs(&self, name: &str) -> Reply {
+    pub(crate) fn recs(&self, name: &str) -> Reply {
         let body = fixture(name)
             .replace("https://images-ssl.gotinder.com/", &format!("{}/photos/", self.base))
             .replace("http://images.gotinder.com/", &format!("{}/photos/", self.base));
@@ -158,12 +166,12 @@ impl Api {
     }
 
     /// Queues an answer to the next recommendations call.
-    fn push_recs(&self, r: Reply) {
+    pub(crate) fn push_recs(&self, r: Reply) {
         self.state.lock().unwrap().recs.push_back(r);
     }
 
     /// Queues an answer to the next like call.
-    fn push_like(&self, r: Reply) {
+    pub(crate) fn push_like(&self, r: Reply) {
         self.state.lock().unwrap().likes.push_back(r);
     }
 
@@ -172,13 +180,18 @@ impl Api {
         self.state.lock().unwrap().photos.insert(path.to_string(), r);
     }
 
+    /// Makes every photo without a scripted answer take `delay` to arrive.
+    pub(crate) fn set_photo_delay(&self, delay: Duration) {
+        self.state.lock().unwrap().photo_delay = delay;
+    }
+
     /// Every request so far.
     fn seen(&self) -> Vec<Seen> {
         self.state.lock().unwrap().seen.clone()
     }
 
     /// Paths of the requests so far that start with `prefix`.
-    fn calls(&self, prefix: &str) -> Vec<String> {
+    pub(crate) fn calls(&self, prefix: &str) -> Vec<String> {
         self.seen()
             .into_iter()
             .filter(|s| s.path.starts_with(prefix))
@@ -229,10 +242,13 @@ fn serve(mut conn: TcpStream, state: &Mutex<State>) {
         } else if let Some(name) = path.strip_prefix("/photos/") {
             s.photos.get(name).cloned().unwrap_or_else(|| {
                 // Every other photo is a valid JPEG.
-                Reply::image(swipebot_core::synth::jpeg(
-                    &swipebot_core::synth::photo(true, 120, 120, name.len() as u64),
-                    85,
-                ))
+                Reply {
+                    delay: s.photo_delay,
+                    ..Reply::image(swipebot_core::synth::jpeg(
+                        &swipebot_core::synth::photo(true, 120, 120, name.len() as u64),
+                        85,
+                    ))
+                }
             })
         } else {
             Reply::json(404, "{}")
@@ -264,7 +280,7 @@ fn serve(mut conn: TcpStream, state: &Mutex<State>) {
 }
 
 /// A `swipebot run` process against the fake API.
-struct Daemon {
+pub(crate) struct Daemon {
     /// The process.
     child: Child,
     /// Its state folder (the journal).
@@ -276,18 +292,18 @@ struct Daemon {
 }
 
 /// What every test here starts from: a temporary folder, an untrained model in it, the fake API.
-struct World {
+pub(crate) struct World {
     /// Holds the model, the config, the state and the recordings; removed at the end.
     dir: tempfile::TempDir,
     /// The untrained 64x64 grayscale model.
     model: PathBuf,
     /// The fake API, with nothing scripted yet.
-    api: Api,
+    pub(crate) api: Api,
 }
 
 impl World {
     /// A fresh folder, model and API.
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let model = untrained_model(dir.path(), 64, true);
         World {
@@ -298,12 +314,12 @@ impl World {
     }
 
     /// The temporary folder.
-    fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         self.dir.path()
     }
 
     /// Starts `swipebot run` against the API with extra environment variables.
-    fn start(&self, env: &[(&str, &str)]) -> Daemon {
+    pub(crate) fn start(&self, env: &[(&str, &str)]) -> Daemon {
         start_daemon(self.path(), &self.model, &self.api, env)
     }
 }
@@ -365,7 +381,7 @@ impl Daemon {
     }
 
     /// Waits for `n` journal records, then stops the daemon with SIGTERM; returns its exit code.
-    fn stop_after(mut self, n: usize, limit: Duration) -> (i32, Vec<Record>, String) {
+    pub(crate) fn stop_after(mut self, n: usize, limit: Duration) -> (i32, Vec<Record>, String) {
         let start = Instant::now();
         while self.records().len() < n {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -382,6 +398,28 @@ impl Daemon {
         signal(&self.child, "TERM");
         let (code, log) = self.wait(Duration::from_secs(20));
         (code, self.records(), log)
+    }
+
+    /// Lets the daemon run for `time`, then stops it with SIGTERM; returns its exit code, the journal
+    /// and the log.
+    pub(crate) fn stop_after_time(mut self, time: Duration) -> (i32, Vec<Record>, String) {
+        std::thread::sleep(time);
+        if let Some(status) = self.child.try_wait().unwrap() {
+            panic!("daemon exited early ({status}): {}", self.log());
+        }
+        signal(&self.child, "TERM");
+        let (code, log) = self.wait(Duration::from_secs(20));
+        (code, self.records(), log)
+    }
+
+    /// The log so far.
+    pub(crate) fn log(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// The process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Waits for the process to exit, then for the whole of its log; returns its exit code (-1 for a
@@ -430,9 +468,9 @@ fn assert_no_token_anywhere(dir: &Path, log: &str) {
 }
 
 /// The three users of `v2_recs_core.json`.
-const U1: &str = "000000000000000000000001";
-const U2: &str = "000000000000000000000002";
-const U3: &str = "000000000000000000000003";
+pub(crate) const U1: &str = "000000000000000000000001";
+pub(crate) const U2: &str = "000000000000000000000002";
+pub(crate) const U3: &str = "000000000000000000000003";
 
 #[test]
 fn faulty_photos_are_ignored_likes_are_exact_and_recordings_replay_the_same() {
