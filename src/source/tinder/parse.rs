@@ -168,14 +168,19 @@ pub fn parse_swipe(body: &Value, now: DateTime<Utc>, out_of_likes_wait: Duration
     })
 }
 
+/// The tests' one fixture loader, shared with the integration tests and the benchmarks.
+#[cfg(test)]
+#[allow(dead_code)]
+#[path = "../../../tests/common/paths.rs"]
+mod test_paths;
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// A fixture of `tests/fixtures/tinder-api`, parsed.
     fn fixture(name: &str) -> Value {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tinder-api");
-        let text = std::fs::read_to_string(dir.join(name)).unwrap_or_else(|e| panic!("fixture {name}: {e}"));
-        serde_json::from_str(&text).unwrap()
+        serde_json::from_str(&super::test_paths::tinder_fixture(name)).unwrap()
     }
 
     #[test]
