@@ -129,6 +129,9 @@ pub fn environment(configured: Option<&Path>) -> Result<&'static (PathBuf, Envir
         let min = *LOG_LEVEL.get_or_init(wanted_log_level);
         let env = builder
             .with_name("swipebot")
+            // No telemetry events. ONNX Runtime's usage database under ~/.cache is turned off only by
+            // ORT_DISABLE_TELEMETRY=1 in the environment before it loads (the systemd unit sets it).
+            .with_telemetry(false)
             .with_logger(Arc::new(
                 move |severity, category: &str, id: &str, location: &str, message: &str| {
                     forward(min, severity, category, id, location, message);
