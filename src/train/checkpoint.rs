@@ -1,6 +1,7 @@
 //! Checkpoints: everything `--resume` needs to continue a run exactly where it stopped.
 //!
-//! A checkpoint is a folder next to the model (`model.onnx` gets `model.checkpoint/`) holding
+//! A checkpoint is a folder next to the model, named after it like the run's other files
+//! ([`crate::outputs`]: `model.onnx` gets `model.checkpoint/`), holding
 //! `weights.ot` (the var store: weights and input normalisation), `momentum.ot` (the optimizer's
 //! momentum buffers), `best.ot` (the weights of the best validation epoch so far) and `state.json`
 //! ([`State`]: where the run is, its history, its best epoch and the settings it was started with).
@@ -104,7 +105,7 @@ impl Checkpoint {
     /// The checkpoint folder of the model at `model_path` (`x.onnx` gets `x.checkpoint/`).
     pub fn for_model(model_path: &Path) -> Self {
         Checkpoint {
-            dir: model_path.with_extension("checkpoint"),
+            dir: crate::outputs::Outputs::for_model(model_path).checkpoint,
         }
     }
 

@@ -1,6 +1,6 @@
 //! What `train` shows on stderr: the dataset it found, a progress bar per epoch (on a terminal), one
 //! line per finished epoch, and the summary at the end. The wording is read by people and by the
-//! tests; the figures also go to `metrics.csv` and `report.json`.
+//! tests; the figures also go to the metrics and the report next to the model.
 
 use std::io::IsTerminal;
 use std::path::Path;
@@ -111,7 +111,7 @@ pub fn dataset(dataset: &Dataset, files: usize, status: CacheStatus, cache_file:
 }
 
 /// The end of a run with epochs: best epoch, calibration, threshold and its confusion counts, and
-/// the files written next to the model (`report_path` is `report.json`).
+/// the files written next to the model (`report_path` is the report, `<model>.report.json`).
 pub fn summary(report: &Report, report_path: &Path) {
     match &report.best_epoch {
         Some(b) => eprintln!(

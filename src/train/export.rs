@@ -281,9 +281,11 @@ pub fn build_model(vs: &VarStore, shape: NetShape, info: &ModelInfo) -> anyhow::
     })
 }
 
-/// Exports to `path`, atomically: the file appears whole or not at all.
-pub fn export(vs: &VarStore, shape: NetShape, info: &ModelInfo, path: &Path) -> anyhow::Result<()> {
+/// Exports to `path`, atomically: the file appears whole or not at all. Returns the SHA-256 of the
+/// bytes written, in hex (the `model_sha256` the daemon journals for this model).
+pub fn export(vs: &VarStore, shape: NetShape, info: &ModelInfo, path: &Path) -> anyhow::Result<String> {
     let model = build_model(vs, shape, info)?;
     let bytes = model.write_to_bytes().context("encoding the ONNX model")?;
-    swipebot_core::fsutil::write_atomic(path, &bytes).with_context(|| format!("writing model {}", path.display()))
+    swipebot_core::fsutil::write_atomic(path, &bytes).with_context(|| format!("writing model {}", path.display()))?;
+    Ok(swipebot_core::model_info::sha256_hex(&bytes))
 }

@@ -5,8 +5,8 @@
 //! cache), [`settings`] (the run's identity, which `--resume` checks), [`googlenet`] (the layer
 //! list), [`model`] (the libtorch module), [`training`] (the loop, as [`training::Fit`]), [`sgd`]
 //! (the optimizer), [`checkpoint`] (resume), [`calibrate`] (temperature and threshold), [`export`]
-//! (ONNX), [`report`] (metrics.csv, curves.png, report.json) and `console` (what stderr shows).
-//! This file runs them in order.
+//! (ONNX), [`outputs`] (the files' names, after the model's), [`report`] (metrics, curves and the
+//! report) and `console` (what stderr shows). This file runs them in order.
 
 pub mod args;
 pub mod cache;
@@ -17,6 +17,7 @@ pub mod data;
 pub mod export;
 pub mod googlenet;
 pub mod model;
+pub mod outputs;
 pub mod report;
 pub mod settings;
 pub mod sgd;
@@ -34,14 +35,15 @@ pub use args::Args;
 use checkpoint::{Checkpoint, State};
 use data::{Dataset, Sample};
 use model::{GoogLeNet, NetShape};
-use report::{beside, DatasetReport, Files, Report};
+use outputs::Outputs;
+use report::{DatasetReport, Files, Report};
 use settings::RunSettings;
 use sgd::Sgd;
 use swipebot_core::model_info::{ModelInfo, CLASSES};
 use swipebot_core::preprocess::{Limits, Recipe};
 use training::{Fit, FitEnd};
 
-/// How a run of `train` ended (the binary exits 130 when interrupted); `outcome` in `report.json`.
+/// How a run of `train` ended (the binary exits 130 when interrupted); `outcome` in the report.
 #[derive(Debug, Clone, Copy, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Outcome {
@@ -68,6 +70,8 @@ struct Loaded {
 /// Runs `train` with parsed arguments.
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
     args.validate()?;
+    let outputs = Outputs::for_model(&args.out);
+    outputs.check()?;
     let device = args.device()?;
     if device.is_cuda() {
         // cuDNN picks the fastest convolution algorithm for each shape (fixed here) once.
@@ -142,21 +146,22 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         trained_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         dataset: loaded.dataset.describe_counts(),
     };
-    export::export(&vs, shape, &info, &args.out).with_context(|| format!("exporting to {}", args.out.display()))?;
-    eprintln!("wrote {}", args.out.display());
+    let model_sha256 = export::export(&vs, shape, &info, &outputs.model)
+        .with_context(|| format!("exporting to {}", outputs.model.display()))?;
+    eprintln!("wrote {}", outputs.model.display());
     if args.epochs == 0 {
         return Ok(outcome);
     }
 
-    // The files next to the model.
+    // The files next to the model, named after it.
     let files = Files {
-        metrics: beside(&args.out, "metrics.csv"),
-        curves: beside(&args.out, "curves.png"),
+        metrics: outputs.metrics.clone(),
+        curves: outputs.curves.clone(),
         checkpoint: ckpt.dir().to_path_buf(),
     };
     report::write_metrics_csv(&files.metrics, &state.history)?;
     if !report::write_curves(&files.curves, &state.history)? {
-        eprintln!("note: no TrueType font found, curves.png has no labels");
+        eprintln!("note: no TrueType font found, {} has no labels", files.curves.display());
     }
     let dataset = DatasetReport {
         folder: args.data.clone(),
@@ -172,7 +177,8 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         cache_status: loaded.cache_status,
     };
     let report = Report {
-        model: args.out.clone(),
+        model: outputs.model.clone(),
+        model_sha256,
         outcome,
         dataset,
         best_epoch: state
@@ -185,9 +191,8 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         threshold,
         files,
     };
-    let report_path = beside(&args.out, "report.json");
-    report::write_json(&report_path, &report)?;
-    console::summary(&report, &report_path);
+    report::write_json(&outputs.report, &report)?;
+    console::summary(&report, &outputs.report);
     Ok(outcome)
 }
 
@@ -284,5 +289,130 @@ fn ended(end: FitEnd, state: &State, ckpt: &Checkpoint) -> Outcome {
             );
             Outcome::Paused
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+    use std::os::unix::fs::PermissionsExt;
+    use std::path::Path;
+    use std::process::Command;
+
+    /// Set in the child process: the dataset folder and the model to train from it, `DATA:MODEL`.
+    const CHILD_TRAINS: &str = "SWIPEBOT_TEST_TRAIN_DATA_MODEL";
+
+    /// Trains `model` for one epoch on `data` in a child process (this very test, run again) started
+    /// under `umask`: the umask is process-wide, so the process running the tests keeps its own.
+    fn train_in_child_under(umask: &str, data: &Path, model: &Path) {
+        let name = format!(
+            "{}::two_models_in_one_folder_keep_their_own_files_with_the_umask_mode",
+            module_path!()
+        );
+        let name = name.split_once("::").map_or(name.as_str(), |(_, rest)| rest);
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(format!("umask {umask} && exec \"$0\" \"$@\""))
+            .arg(std::env::current_exe().unwrap())
+            .args(["--exact", name, "--test-threads=1", "--nocapture"])
+            .env(CHILD_TRAINS, format!("{}:{}", data.display(), model.display()))
+            .output()
+            .unwrap();
+        let log = String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "training under umask {umask} failed:\n{log}");
+        assert!(log.contains("1 passed"), "the child ran no test:\n{log}");
+    }
+
+    /// The permission bits of `path`.
+    fn mode(path: &Path) -> u32 {
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    /// Two models trained into one folder keep their own metrics, curves, report and checkpoint;
+    /// each report carries the SHA-256 of its own model file (the daemon's `model_sha256`); every
+    /// file gets the mode the umask allows (0644 under 022, 0600 under 077), so a model trained by
+    /// one user can be read by another when the umask says so.
+    #[test]
+    fn two_models_in_one_folder_keep_their_own_files_with_the_umask_mode() {
+        if let Some(job) = std::env::var_os(CHILD_TRAINS) {
+            let job = job.into_string().unwrap();
+            let (data, model) = job.split_once(':').unwrap();
+            let seed = if model.ends_with("a.onnx") { "1" } else { "2" };
+            let args = Args::parse_from([
+                "train",
+                "--data",
+                data,
+                "--out",
+                model,
+                "--input-size",
+                "32",
+                "--grayscale",
+                "--epochs",
+                "1",
+                "--batch-size",
+                "4",
+                "--threads",
+                "1",
+                "--seed",
+                seed,
+            ]);
+            run(args).unwrap();
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        swipebot_core::synth::write_dataset(&data, 6, 40, 3).unwrap();
+        let folder = dir.path().join("models");
+        let (a, b) = (folder.join("a.onnx"), folder.join("b.onnx"));
+        train_in_child_under("022", &data, &a);
+        train_in_child_under("077", &data, &b);
+
+        let mut reports = Vec::new();
+        for (model, file_mode, dir_mode) in [(&a, 0o644, 0o755), (&b, 0o600, 0o700)] {
+            let outputs = Outputs::for_model(model);
+            for file in [&outputs.model, &outputs.metrics, &outputs.curves, &outputs.report] {
+                assert_eq!(mode(file), file_mode, "{}: {:o}", file.display(), mode(file));
+            }
+            assert_eq!(mode(&outputs.checkpoint), dir_mode, "{}", outputs.checkpoint.display());
+            let state = outputs.checkpoint.join("state.json");
+            assert_eq!(mode(&state), file_mode, "{}: {:o}", state.display(), mode(&state));
+
+            let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&outputs.report).unwrap()).unwrap();
+            let bytes = std::fs::read(model).unwrap();
+            assert_eq!(
+                report["model_sha256"].as_str(),
+                Some(swipebot_core::model_info::sha256_hex(&bytes).as_str()),
+                "{}",
+                outputs.report.display()
+            );
+            assert_eq!(report["model"].as_str(), model.to_str());
+            assert_eq!(report["files"]["metrics"].as_str(), outputs.metrics.to_str());
+            assert_eq!(report["files"]["checkpoint"].as_str(), outputs.checkpoint.to_str());
+            let rows = std::fs::read_to_string(&outputs.metrics).unwrap().lines().count();
+            assert_eq!(rows, 2, "header and one epoch in {}", outputs.metrics.display());
+            reports.push(report);
+        }
+        assert_ne!(reports[0]["model_sha256"], reports[1]["model_sha256"]);
+        assert_eq!(reports[0]["settings"]["seed"], 1, "a's report is a's");
+        assert_eq!(reports[1]["settings"]["seed"], 2, "b's report is b's");
+        let mut names: Vec<String> = std::fs::read_dir(&folder)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        let expected = [
+            "a.checkpoint",
+            "a.curves.png",
+            "a.metrics.csv",
+            "a.onnx",
+            "a.report.json",
+            "b.checkpoint",
+            "b.curves.png",
+            "b.metrics.csv",
+            "b.onnx",
+            "b.report.json",
+        ];
+        assert_eq!(names, expected);
     }
 }

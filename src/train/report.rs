@@ -1,7 +1,8 @@
-//! What a run leaves next to the model: `metrics.csv` (one row per epoch), `curves.png` (the combined
-//! graph DIGITS draws: training and validation loss, validation and training accuracy, and below it
-//! the learning rate) and `report.json` ([`Report`]: dataset, settings, calibration and the confusion
-//! matrix).
+//! What a run leaves next to the model (named after it, see [`crate::outputs`]): the metrics
+//! (`m.metrics.csv`, one row per epoch), the curves (`m.curves.png`, the combined graph DIGITS draws:
+//! training and validation loss, validation and training accuracy, and below it the learning rate)
+//! and the report (`m.report.json`, [`Report`]: the model's SHA-256, dataset, settings, calibration
+//! and the confusion matrix).
 //!
 //! Text in `curves.png` needs a TrueType font: plotters renders it with `ab_glyph` from a font file
 //! found on the machine (DejaVu Sans or Liberation Sans, which Debian and Ubuntu ship); without one the
@@ -22,11 +23,15 @@ use crate::settings::RunSettings;
 use crate::training::EpochReport;
 use crate::Outcome;
 
-/// `report.json`: what a run did and found. Its keys are read by people and by scripts; keep them.
+/// `<model>.report.json`: what a run did and found. Its keys are read by people and by scripts;
+/// keep them.
 #[derive(Debug, Serialize)]
 pub struct Report {
     /// The model written.
     pub model: PathBuf,
+    /// SHA-256 of the model file's bytes, in hex: the `model_sha256` the daemon writes into every
+    /// journal line, so a decision can be traced back to this run.
+    pub model_sha256: String,
     /// How the run ended.
     pub outcome: Outcome,
     /// The data it trained on.
@@ -69,17 +74,12 @@ pub struct DatasetReport {
 /// The `files` section of [`Report`]: what else the run left next to the model.
 #[derive(Debug, Serialize)]
 pub struct Files {
-    /// `metrics.csv`.
+    /// The metrics, `<model>.metrics.csv`.
     pub metrics: PathBuf,
-    /// `curves.png`.
+    /// The curves, `<model>.curves.png`.
     pub curves: PathBuf,
-    /// The checkpoint folder (`--resume`).
+    /// The checkpoint folder, `<model>.checkpoint/` (`--resume`).
     pub checkpoint: PathBuf,
-}
-
-/// Where a file that goes next to the model lives (`metrics.csv` and the others).
-pub fn beside(model: &Path, name: &str) -> PathBuf {
-    model.with_file_name(name)
 }
 
 /// Training images a second over `history`, each epoch weighed by its duration (0 when empty).
@@ -97,7 +97,7 @@ pub fn mean_images_per_second(history: &[EpochReport]) -> f64 {
 /// The header of `metrics.csv`.
 pub const CSV_HEADER: &str = "epoch,train_loss,train_accuracy,val_loss,val_accuracy,lr,images_per_second,seconds";
 
-/// Writes `metrics.csv` (atomically).
+/// Writes the metrics, one row per epoch (atomically).
 pub fn write_metrics_csv(path: &Path, history: &[EpochReport]) -> anyhow::Result<()> {
     let mut text = String::from(CSV_HEADER);
     text.push('\n');
@@ -110,13 +110,13 @@ pub fn write_metrics_csv(path: &Path, history: &[EpochReport]) -> anyhow::Result
     swipebot_core::fsutil::write_atomic(path, text.as_bytes()).with_context(|| format!("writing {}", path.display()))
 }
 
-/// Writes `report.json` (atomically), pretty-printed.
+/// Writes the report (atomically), pretty-printed.
 pub fn write_json(path: &Path, report: &Report) -> anyhow::Result<()> {
     let bytes = serde_json::to_vec_pretty(report)?;
     swipebot_core::fsutil::write_atomic(path, &bytes).with_context(|| format!("writing {}", path.display()))
 }
 
-/// Font files tried for the labels of `curves.png`.
+/// Font files tried for the labels of the curves.
 const FONT_FILES: [&str; 4] = [
     "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
     "/usr/share/fonts/TTF/DejaVuSans.ttf",
@@ -140,12 +140,12 @@ fn font_available() -> bool {
     })
 }
 
-/// Width of `curves.png` in pixels.
+/// Width of the curves in pixels.
 const WIDTH: u32 = 960;
-/// Height of `curves.png` in pixels.
+/// Height of the curves in pixels.
 const HEIGHT: u32 = 640;
 
-/// Draws `curves.png`: loss (left axis) and accuracy (right axis) per epoch on top, the learning
+/// Draws the curves as a PNG: loss (left axis) and accuracy (right axis) per epoch on top, the learning
 /// rate (log scale) below. Returns whether labels could be drawn (a font was found).
 pub fn write_curves(path: &Path, history: &[EpochReport]) -> anyhow::Result<bool> {
     let labels = font_available();
@@ -159,7 +159,7 @@ pub fn write_curves(path: &Path, history: &[EpochReport]) -> anyhow::Result<bool
         HEIGHT,
         image::ExtendedColorType::Rgb8,
     )
-    .context("encoding curves.png")?;
+    .with_context(|| format!("encoding {}", path.display()))?;
     swipebot_core::fsutil::write_atomic(path, &png).with_context(|| format!("writing {}", path.display()))?;
     Ok(labels)
 }
@@ -170,7 +170,7 @@ type DrawResult = Result<(), Box<dyn std::error::Error>>;
 /// One curve of the top panel: name, colour, on the accuracy axis, and the value it plots.
 type Curve = (&'static str, RGBColor, bool, fn(&EpochReport) -> f64);
 
-/// Draws the two panels of `curves.png` into an RGB `buffer`; `labels` when a font is available.
+/// Draws the two panels of the curves into an RGB `buffer`; `labels` when a font is available.
 fn draw(buffer: &mut [u8], history: &[EpochReport], labels: bool) -> DrawResult {
     let root = BitMapBackend::with_buffer(buffer, (WIDTH, HEIGHT)).into_drawing_area();
     root.fill(&WHITE)?;
@@ -341,6 +341,7 @@ mod tests {
         let history = history();
         let report = Report {
             model: "m.onnx".into(),
+            model_sha256: swipebot_core::model_info::sha256_hex(b"m"),
             outcome: Outcome::Paused,
             dataset: DatasetReport {
                 folder: "d".into(),
@@ -361,13 +362,13 @@ mod tests {
             calibration,
             threshold,
             files: Files {
-                metrics: "metrics.csv".into(),
-                curves: "curves.png".into(),
+                metrics: "m.metrics.csv".into(),
+                curves: "m.curves.png".into(),
                 checkpoint: "m.checkpoint".into(),
             },
         };
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("report.json");
+        let path = dir.path().join("m.report.json");
         write_json(&path, &report).unwrap();
         let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
 
@@ -376,6 +377,7 @@ mod tests {
         keys.sort();
         let mut expected: Vec<String> = [
             "model",
+            "model_sha256",
             "outcome",
             "dataset",
             "dataset.folder",
@@ -442,6 +444,7 @@ mod tests {
 
         // The types the readers expect.
         assert_eq!(json["outcome"], "paused");
+        assert_eq!(json["model_sha256"].as_str().map(str::len), Some(64));
         assert_eq!(json["dataset"]["cache_status"], "reused");
         assert_eq!(json["dataset"]["counts"]["like"], 3);
         assert_eq!(json["epochs_run"], 6);
