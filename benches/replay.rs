@@ -191,7 +191,7 @@ fn main() {
         .arg(&model)
         .arg("--state-dir")
         .arg(dir.path().join("state-memory"));
-    let rust_kib = peak_rss_kib(&mut daemon);
+    let rust_kib = common::process::peak_rss_kib(&mut daemon);
     let mut baseline = Command::new(common::paths::python());
     baseline
         .arg(common::paths::repo_root().join("benches/baseline.py"))
@@ -209,40 +209,11 @@ fn main() {
             &args.input.to_string(),
         ])
         .args(["--only", "full"]);
-    let python_kib = peak_rss_kib(&mut baseline);
+    let python_kib = common::process::peak_rss_kib(&mut baseline);
     println!(
         "  peak memory: swipebot replay {:.0} MiB, Python Pillow+onnxruntime {:.0} MiB, ratio {:.2}x",
         rust_kib as f64 / 1024.0,
         python_kib as f64 / 1024.0,
         rust_kib as f64 / python_kib as f64
     );
-}
-
-/// Runs `command` to completion (output discarded) and returns its peak resident set in KiB, read
-/// from `VmHWM` in `/proc/PID/status` while it runs (the kernel keeps the high-water mark, so the
-/// last reading before exit is the peak).
-fn peak_rss_kib(command: &mut Command) -> u64 {
-    let mut child = command
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("starting the process");
-    let status_path = format!("/proc/{}/status", child.id());
-    let mut peak = 0;
-    loop {
-        if let Ok(text) = std::fs::read_to_string(&status_path) {
-            if let Some(kib) = text
-                .lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            {
-                peak = peak.max(kib);
-            }
-        }
-        if let Some(status) = child.try_wait().unwrap() {
-            assert!(status.success(), "{command:?} failed: {status}");
-            return peak;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
 }

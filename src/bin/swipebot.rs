@@ -6,6 +6,11 @@ use clap::Parser;
 use swipebot::cli::{Cli, Command};
 
 fn main() -> ExitCode {
+    // ONNX Runtime writes a usage database under ~/.cache unless told not to; nothing of the kind is
+    // wanted from a daemon (the systemd unit sets it too). Set before any thread starts.
+    if std::env::var_os("ORT_DISABLE_TELEMETRY").is_none() {
+        std::env::set_var("ORT_DISABLE_TELEMETRY", "1");
+    }
     match Cli::parse().command {
         Command::Run { config, log_format } => swipebot::app::run(config, log_format),
         Command::Replay(args) => swipebot::app::replay(args),

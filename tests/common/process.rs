@@ -1,4 +1,4 @@
-//! Child processes of the tests: bounded waits and signals.
+//! Child processes of the tests and benchmarks: bounded waits, signals, peak memory.
 
 use std::process::{Child, Command, ExitStatus};
 use std::time::{Duration, Instant};
@@ -25,4 +25,33 @@ pub fn signal(child: &Child, signal: &str) {
         .status()
         .expect("kill(1) runs");
     assert!(status.success(), "kill -{signal} {} failed", child.id());
+}
+
+/// Runs `command` to completion (output discarded) and returns its peak resident set in KiB, read
+/// from `VmHWM` in `/proc/PID/status` while it runs (the kernel keeps the high-water mark, so the
+/// last reading before exit is the peak). Panics if the command fails.
+pub fn peak_rss_kib(command: &mut Command) -> u64 {
+    let mut child = command
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("starting the process");
+    let status_path = format!("/proc/{}/status", child.id());
+    let mut peak = 0;
+    loop {
+        if let Ok(text) = std::fs::read_to_string(&status_path) {
+            if let Some(kib) = text
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            {
+                peak = peak.max(kib);
+            }
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "{command:?} failed: {status}");
+            return peak;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }

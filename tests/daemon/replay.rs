@@ -581,44 +581,88 @@ fn json_logs_have_one_decision_line_per_profile() {
 
 #[test]
 fn the_systemd_unit_passes_systemd_analyze_verify() {
-    let unit = std::fs::read_to_string(common::paths::repo_root().join("systemd/swipebot.service")).unwrap();
-    for key in [
-        "Type=notify",
-        "WatchdogSec=",
-        "Restart=on-failure",
-        "StateDirectory=",
-        "DynamicUser=yes",
-        "ProtectSystem=strict",
-        "NoNewPrivileges=yes",
-        "LoadCredential=",
-    ] {
-        assert!(unit.contains(key), "unit lacks {key}");
-    }
-    // verify checks that ExecStart exists: point it at the binary under test.
+    let systemd = common::paths::repo_root().join("systemd");
+    let cuda = std::fs::read_to_string(systemd.join("cuda.conf")).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("swipebot.service");
-    std::fs::write(
-        &path,
-        unit.replace(
+    for name in ["swipebot.service", "swipebot@.service"] {
+        let unit = std::fs::read_to_string(systemd.join(name)).unwrap();
+        for key in [
+            "Type=notify",
+            "WatchdogSec=",
+            "Restart=on-failure",
+            "StateDirectory=",
+            "DynamicUser=yes",
+            "ProtectSystem=strict",
+            "NoNewPrivileges=yes",
+            "LoadCredential=",
+            // Exit 75 (a full disk, a locked state directory) is restarted; 77 and 78 need a person.
+            "RestartPreventExitStatus=77 78",
+            "MemoryMax=",
+            "TasksMax=",
+        ] {
+            assert!(unit.contains(key), "{name} lacks {key}");
+        }
+        // The config's log.level rules: the unit sets no level of its own.
+        assert!(!unit.contains("SWIPEBOT_LOG"), "{name} overrides log.level");
+        // Stopping waits longer than the largest shutdown_grace_secs the config accepts (300).
+        let stop: u64 = unit
+            .lines()
+            .find_map(|l| l.strip_prefix("TimeoutStopSec="))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} sets TimeoutStopSec in seconds"));
+        assert!(stop > 300, "{name}: TimeoutStopSec={stop}");
+        if name.contains('@') {
+            for key in [
+                "StateDirectory=swipebot/%i",
+                "/etc/swipebot/%i.toml",
+                "LoadCredential=swipebot-token:/etc/swipebot/%i.token",
+            ] {
+                assert!(unit.contains(key), "{name} lacks {key}");
+            }
+        }
+        // verify checks that ExecStart exists: point it at the binary under test.
+        let unit = unit.replace(
             "/opt/swipebot/bin/swipebot",
             common::paths::bin("swipebot").to_str().unwrap(),
-        ),
-    )
-    .unwrap();
-    let out = Command::new("systemd-analyze")
-        .arg("verify")
-        .arg(&path)
-        .output()
-        .expect("systemd-analyze is installed (apt-get install systemd)");
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.stderr.is_empty(),
-        "warnings: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        );
+        let path = dir.path().join(name);
+        std::fs::write(&path, &unit).unwrap();
+        let out = Command::new("systemd-analyze")
+            .arg("verify")
+            .arg(&path)
+            .output()
+            .expect("systemd-analyze is installed (apt-get install systemd)");
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "{name}: {said}");
+        assert!(out.stderr.is_empty(), "{name}: warnings: {said}");
+        // The sandbox: exposure at most 1.5, with and without what a CUDA host relaxes.
+        let with_cuda = dir.path().join(format!("cuda-{name}"));
+        std::fs::write(&with_cuda, format!("{unit}\n{cuda}")).unwrap();
+        for (what, file) in [("as shipped", &path), ("with cuda.conf", &with_cuda)] {
+            let out = Command::new("systemd-analyze")
+                .args(["security", "--offline=true", "--threshold=15"])
+                .arg(file)
+                .output()
+                .unwrap();
+            let said = String::from_utf8_lossy(&out.stdout);
+            let exposure: f64 = said
+                .lines()
+                .find_map(|l| l.split("Overall exposure level for ").nth(1))
+                .and_then(|rest| rest.split(": ").nth(1))
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| {
+                    panic!(
+                        "{name} {what}: no exposure in {said}{}",
+                        String::from_utf8_lossy(&out.stderr)
+                    )
+                });
+            assert!(exposure <= 1.5, "{name} {what}: exposure {exposure}");
+            assert!(out.status.success(), "{name} {what}: {said}");
+        }
+    }
 }

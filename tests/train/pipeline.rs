@@ -13,6 +13,7 @@ use swipebot_core::model_info::CLASSES;
 use swipebot_core::preprocess::{self, Channels, Limits, Recipe};
 use swipebot_train::checkpoint::{self, Checkpoint};
 use swipebot_train::model::{GoogLeNet, NetShape};
+use swipebot_train::outputs::Outputs;
 use tch::{nn, Device, Tensor};
 
 use crate::common;
@@ -81,14 +82,20 @@ fn trains_to_high_accuracy_and_exports_a_calibrated_model_with_its_threshold() {
     eprintln!("training took {seconds:.0}s");
 
     // Accuracy and the files next to the model.
-    let report = read_json(&model.with_file_name("report.json"));
+    let report = read_json(&Outputs::for_model(&model).report);
+    let model_bytes = std::fs::read(&model).unwrap();
+    assert_eq!(
+        report["model_sha256"].as_str(),
+        Some(swipebot_core::model_info::sha256_hex(&model_bytes).as_str()),
+        "the report names the model by the hash the daemon journals"
+    );
     let best = report["best_epoch"]["val"]["accuracy"].as_f64().unwrap();
     assert!(best >= 0.95, "best validation accuracy {best}");
     assert_eq!(report["dataset"]["skipped"].as_array().unwrap().len(), 2);
-    let rows = csv_rows(&model.with_file_name("metrics.csv"));
+    let rows = csv_rows(&Outputs::for_model(&model).metrics);
     assert_eq!(rows.len(), epochs);
     assert_eq!(rows.last().unwrap()[0], epochs.to_string());
-    let curves = image::open(model.with_file_name("curves.png")).unwrap();
+    let curves = image::open(Outputs::for_model(&model).curves).unwrap();
     assert!(curves.width() > 100 && curves.height() > 100);
     let cal = &report["calibration"];
     for key in ["temperature", "ece_before", "ece_after", "nll_before", "nll_after"] {
@@ -243,7 +250,7 @@ fn an_interrupted_run_resumes_to_the_same_schedule() {
     let out = train(&first);
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("continue with --resume"));
-    assert_eq!(csv_rows(&split.with_file_name("metrics.csv")).len(), 2);
+    assert_eq!(csv_rows(&Outputs::for_model(&split).metrics).len(), 2);
     // Other settings are refused.
     let mut other = quick_args(&data, &split, "5");
     other.push("--resume");
@@ -257,8 +264,8 @@ fn an_interrupted_run_resumes_to_the_same_schedule() {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("resuming"));
 
-    let a = csv_rows(&whole.with_file_name("metrics.csv"));
-    let b = csv_rows(&split.with_file_name("metrics.csv"));
+    let a = csv_rows(&Outputs::for_model(&whole).metrics);
+    let b = csv_rows(&Outputs::for_model(&split).metrics);
     assert_eq!(a.len(), 4);
     assert_eq!(b.len(), 4, "the resumed run continues metrics.csv");
     for (ra, rb) in a.iter().zip(&b) {
@@ -268,7 +275,7 @@ fn an_interrupted_run_resumes_to_the_same_schedule() {
         let (la, lb): (f64, f64) = (ra[1].parse().unwrap(), rb[1].parse().unwrap());
         assert!((la - lb).abs() < 1e-3, "epoch {}: train loss {la} vs {lb}", ra[0]);
     }
-    let report = read_json(&split.with_file_name("report.json"));
+    let report = read_json(&Outputs::for_model(&split).report);
     assert_eq!(report["epochs_run"], 4);
 }
 
@@ -311,14 +318,14 @@ fn ctrl_c_checkpoints_exports_the_best_model_so_far_and_resumes() {
     assert_eq!(scorer.info().input_size, 32);
     let ckpt = Checkpoint::for_model(&model);
     assert!(ckpt.exists());
-    let done = csv_rows(&model.with_file_name("metrics.csv")).len();
+    let done = csv_rows(&Outputs::for_model(&model).metrics).len();
     assert!(done >= 1);
 
     let mut args = quick_args(&data, &model, "40");
     args.extend(["--resume", "--stop-after-epochs", "1"]);
     let out = train(&args);
     assert!(out.status.success());
-    let rows = csv_rows(&model.with_file_name("metrics.csv"));
+    let rows = csv_rows(&Outputs::for_model(&model).metrics);
     assert_eq!(rows.len(), done + 1, "the interrupted epoch was finished");
     assert_eq!(rows.last().unwrap()[0], (done + 1).to_string());
 }
