@@ -201,3 +201,79 @@ fn the_watchdog_is_fed_while_the_daemon_waits_on_purpose() {
         pings.len()
     );
 }
+
+/// Writes an unacknowledged like intent for `id`, as the HTTP source journals it before sending.
+fn tinder_intent(state: &std::path::Path, id: &str) {
+    let mut journal = swipebot::journal::Journal::open(state).unwrap();
+    journal
+        .record_intent(&swipebot::journal::Record {
+            profile_id: id.into(),
+            decision: swipebot::profile::Decision::Like,
+            scores: vec![],
+            threshold: 0.0,
+            model_sha256: "ab".into(),
+            source: "tinder".into(),
+            at: chrono::Utc::now(),
+            sent: false,
+            sent_at: None,
+            outcome: None,
+            error: None,
+            dry_run: false,
+            resolved_after_restart: false,
+            mixed_pass: false,
+        })
+        .unwrap();
+}
+
+#[test]
+fn an_intent_is_resent_only_by_its_own_source_and_never_in_a_dry_run() {
+    let w = World::new();
+    let state = w.path().join("state");
+    tinder_intent(&state, U1);
+    // A replay on the live source's state directory: the intent is not the replay's to resolve.
+    let demo = w.path().join("demo");
+    swipebot::demo::write(
+        &demo,
+        swipebot::demo::DemoSize {
+            per_class: 0,
+            profiles: 2,
+        },
+    )
+    .unwrap();
+    let model = crate::common::models::untrained_model(&w.path().join("m"), 64, true);
+    let out = std::process::Command::new(crate::common::paths::bin("swipebot"))
+        .args([
+            "replay",
+            demo.join("profiles").to_str().unwrap(),
+            "--model",
+            model.to_str().unwrap(),
+        ])
+        .args(["--state-dir", state.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let journaled = |id: &str| {
+        swipebot::journal::Journal::read_all(&state)
+            .unwrap()
+            .into_iter()
+            .filter(|r| r.profile_id == id)
+            .count()
+    };
+    assert_eq!(journaled(U1), 0, "the replay marked a tinder intent as sent");
+    // A dry run of the live source sends nothing, that intent included.
+    let (code, _, log) = w
+        .start(&[("SWIPEBOT__SOURCE__DRY_RUN", "true")])
+        .stop_after_time(Duration::from_secs(3));
+    assert_eq!(code, 0, "{log}");
+    assert!(w.api.calls("/like/").is_empty(), "a dry run swiped: {log}");
+    assert_eq!(journaled(U1), 0);
+    // The live source itself sends it, once, and records it.
+    let (code, records, log) = w.start(&[]).stop_after(1, Duration::from_secs(30));
+    assert_eq!(code, 0, "{log}");
+    assert_eq!(w.api.calls(&format!("/like/{U1}")).len(), 1, "{log}");
+    let r = records
+        .iter()
+        .find(|r| r.profile_id == U1)
+        .expect("the intent was recorded");
+    assert!(r.sent && r.resolved_after_restart, "{r:?}");
+}

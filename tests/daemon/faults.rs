@@ -297,3 +297,45 @@ fn check_config_passes_only_when_run_would_start_and_names_the_key_otherwise() {
     let out = swipebot(&["run", "--config", config.to_str().unwrap()], &[]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+#[test]
+fn at_most_max_photos_per_profile_are_scored_and_the_rest_journaled_as_not_scored() {
+    let dir = tempfile::tempdir().unwrap();
+    let (profiles, model) = demo(dir.path());
+    // One profile of twelve photos (copies of a demo photo).
+    let many = dir.path().join("many");
+    let folder = many.join("0000");
+    std::fs::create_dir_all(&folder).unwrap();
+    let photo = std::fs::read(profiles.join("0000/0.jpg")).unwrap();
+    let names: Vec<String> = (0..12).map(|k| format!("{k}.jpg")).collect();
+    for n in &names {
+        std::fs::write(folder.join(n), &photo).unwrap();
+    }
+    let profile: swipebot::profile::Profile =
+        serde_json::from_value(serde_json::json!({"id": "many", "photos": names})).unwrap();
+    swipebot::source::replay::write_profile(&folder, &profile).unwrap();
+    let state = dir.path().join("state");
+    let out = swipebot(
+        &[
+            "replay",
+            many.to_str().unwrap(),
+            "--model",
+            model.to_str().unwrap(),
+            "--state-dir",
+            state.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let records = Journal::read_all(&state).unwrap();
+    assert_eq!(records.len(), 1);
+    let scores = &records[0].scores;
+    assert_eq!(scores.len(), 12, "every photo is in the record");
+    assert!(scores[..9].iter().all(|s| s.score().is_some()), "{scores:?}");
+    assert!(
+        scores[9..]
+            .iter()
+            .all(|s| matches!(s, PhotoScore::Failed { error, .. } if error.contains("max_photos_per_profile"))),
+        "{scores:?}"
+    );
+}
