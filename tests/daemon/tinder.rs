@@ -77,6 +77,12 @@ pub(crate) struct Reply {
 }
 
 impl Reply {
+    /// The same answer, sent after `delay` (a slow server).
+    pub(crate) fn with_delay(mut self, delay: Duration) -> Self {
+        self.delay = delay;
+        self
+    }
+
     /// The same answer with one more header.
     pub(crate) fn with_header(mut self, name: &'static str, value: &str) -> Self {
         self.headers.push((name, value.to_string()));

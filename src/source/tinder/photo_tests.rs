@@ -163,3 +163,20 @@ async fn an_api_body_over_the_cap_fails_that_call_only() {
     let roomy = source(&server.url(""), &[], false).with_max_body_bytes(1 << 20);
     assert!(matches!(roomy.candidates().await, Ok(Candidates::Wait(_))));
 }
+
+#[test]
+fn retry_after_reads_seconds_and_dates_and_nothing_else() {
+    let at = |v: &str| {
+        let mut h = HeaderMap::new();
+        h.insert(RETRY_AFTER, v.parse().unwrap());
+        retry_after(&h)
+    };
+    let now = Utc::now();
+    let in_two = at("2").unwrap();
+    assert!(in_two >= now + chrono::Duration::seconds(2) && in_two < now + chrono::Duration::seconds(4));
+    assert_eq!(at("Thu, 01 Jan 1970 00:00:00 GMT").unwrap().timestamp(), 0);
+    // Malformed: no time at all (the caller waits its default, a minute); a zero or past time is
+    // floored by the daemon (source.min_wait_secs).
+    assert_eq!(at("soon"), None);
+    assert!(at("0").unwrap() <= Utc::now());
+}
