@@ -4,7 +4,8 @@
 //! `pipeline.max_photo_pixels`; a few MB on disk, 318 MB decoded). The real `swipebot replay`
 //! process decides them at the defaults and at other `pipeline.decodes_at_once`, and its peak
 //! resident set (`VmHWM`) is printed next to the bound the README states: the peak of the same replay
-//! on ordinary photos plus `decodes_at_once x max_photo_pixels x 8` bytes.
+//! on ordinary photos plus `decodes_at_once x max_photo_pixels x 13` bytes (8 bytes a pixel for the
+//! decoded 16-bit RGBA image, the rest for the conversion's copies).
 //!
 //! `cargo bench --bench memory [-- --profiles N --photos K]` (the untrained model comes from the
 //! `train` binary of the same profile: a plain `cargo bench` builds it, or
@@ -19,6 +20,9 @@ use std::process::Command;
 use common::bench::BenchArgs;
 use swipebot::profile::Profile;
 use swipebot::source::replay::write_profile;
+
+/// What one photo being decoded may cost, in bytes a pixel, as the README states it.
+const BYTES_PER_DECODED_PIXEL: f64 = 13.0;
 
 /// Side of the bomb-like photos: 6300 x 6300 = 39.69 megapixels, under the default limit of 40.
 const SIDE: u32 = 6300;
@@ -100,14 +104,14 @@ fn main() {
         bomb.len() as f64 / 1e6,
         f64::from(SIDE) * f64::from(SIDE) * 8.0 / 1e6
     );
-    let base = peak_mib(dir.path(), &plain, &model, 2);
+    let base = peak_mib(dir.path(), &plain, &model, 1);
     println!("  ordinary 640x800 JPEGs, defaults: peak {base:.0} MiB");
     for decodes in [1usize, 2, 4] {
         let peak = peak_mib(dir.path(), &bombs, &model, decodes);
-        let bound = base + decodes as f64 * max_pixels * 8.0 / (1024.0 * 1024.0);
+        let bound = base + decodes as f64 * max_pixels * BYTES_PER_DECODED_PIXEL / (1024.0 * 1024.0);
         println!(
             "  bomb-like PNGs, decodes_at_once = {decodes}{}: peak {peak:.0} MiB, bound {bound:.0} MiB ({:.2} of it)",
-            if decodes == 2 { " (default)" } else { "" },
+            if decodes == 1 { " (default)" } else { "" },
             peak / bound
         );
     }

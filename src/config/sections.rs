@@ -243,7 +243,7 @@ pub struct PipelineSettings {
     /// Largest photo accepted, in pixels.
     pub max_photo_pixels: u64,
     /// Photos being decoded at once, across all profiles: with `max_photo_pixels` it bounds the
-    /// memory decoding can take (each decode up to 8 bytes a pixel).
+    /// memory decoding can take (each decode up to about 13 bytes a pixel, measured).
     pub decodes_at_once: usize,
     /// Photos scored per profile at most; the rest are journaled as not scored.
     pub max_photos_per_profile: usize,
@@ -263,7 +263,10 @@ impl Default for PipelineSettings {
             // The limits are stated once, in preprocessing, where they are enforced.
             max_photo_bytes: Limits::default().max_bytes,
             max_photo_pixels: Limits::default().max_pixels,
-            decodes_at_once: 2,
+            // One decode overlaps one inference on the CPU, and a bomb-like photo costs up to about
+            // 13 bytes a pixel while decoded (benches/memory.rs): the default stays inside the
+            // unit's MemoryMax.
+            decodes_at_once: 1,
             // The most photos a Tinder profile shows.
             max_photos_per_profile: 9,
             shutdown_grace_secs: 10,

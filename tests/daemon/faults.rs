@@ -90,6 +90,9 @@ rm "$DISK/filler"
 "$SWIPEBOT" replay "$PROFILES" --model "$MODEL" --state-dir "$DISK/state" 2>"$KEPT.second.log"
 echo "second=$?"
 cp -r "$DISK/state" "$KEPT.done"
+head -c 40960 /dev/zero > "$DISK/filler" 2>/dev/null
+"$SWIPEBOT" replay "$PROFILES" --model "$MODEL" --state-dir "$DISK/fresh" 2>"$KEPT.third.log"
+echo "third=$?"
 "#;
     let out = Command::new("unshare")
         .args(["--mount", "--map-root-user", "sh", "-c", script])
@@ -113,6 +116,8 @@ cp -r "$DISK/state" "$KEPT.done"
         log("first")
     );
     assert!(stdout.contains("second=0"), "{stdout}\n{}", log("second"));
+    // A disk already full at start: also 75, not 78.
+    assert!(stdout.contains("third=75"), "{stdout}\n{}", log("third"));
     // The full journal ends on a complete line: no torn record for later appends to follow.
     let full = std::fs::read(kept.with_extension("full").join("decisions.jsonl")).unwrap();
     assert!(
