@@ -245,20 +245,11 @@ impl Context {
     /// A journal record of a decision taken now with `live`'s threshold and model, not yet sent.
     pub fn new_record(&self, live: &Live, profile_id: String, decision: Decision, scores: Vec<PhotoScore>) -> Record {
         Record {
-            profile_id,
-            decision,
             scores,
             threshold: live.policy.threshold,
             model_sha256: live.scoring.model_sha256().to_string(),
-            source: self.source.name().to_string(),
-            at: Utc::now(),
-            sent: false,
-            sent_at: None,
-            outcome: None,
-            error: None,
             dry_run: self.dry_run,
-            resolved_after_restart: false,
-            mixed_pass: false,
+            ..Record::new(profile_id, decision, self.source.name())
         }
     }
 

@@ -441,23 +441,14 @@ mod tests {
 
     fn record(id: &str, decision: Decision, sent: bool) -> Record {
         Record {
-            profile_id: id.into(),
-            decision,
             scores: vec![PhotoScore::Scored {
                 photo: "1.jpg".into(),
                 score: 0.5,
             }],
             threshold: 0.4,
             model_sha256: "ab".into(),
-            source: "replay".into(),
-            at: Utc::now(),
             sent,
-            sent_at: None,
-            outcome: None,
-            error: None,
-            dry_run: false,
-            resolved_after_restart: false,
-            mixed_pass: false,
+            ..Record::new(id, decision, "replay")
         }
     }
 

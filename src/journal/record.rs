@@ -44,3 +44,26 @@ pub struct Record {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub mixed_pass: bool,
 }
+
+impl Record {
+    /// A record of `decision` on `profile_id`, taken now by `source`: no scores, no model, not sent.
+    /// The caller sets what else it knows.
+    pub fn new(profile_id: impl Into<String>, decision: Decision, source: impl Into<String>) -> Self {
+        Record {
+            profile_id: profile_id.into(),
+            decision,
+            scores: Vec::new(),
+            threshold: 0.0,
+            model_sha256: String::new(),
+            source: source.into(),
+            at: Utc::now(),
+            sent: false,
+            sent_at: None,
+            outcome: None,
+            error: None,
+            dry_run: false,
+            resolved_after_restart: false,
+            mixed_pass: false,
+        }
+    }
+}

@@ -217,22 +217,11 @@ fn the_watchdog_is_fed_while_the_daemon_waits_on_purpose() {
 fn tinder_intent(state: &std::path::Path, id: &str) {
     let mut journal = swipebot::journal::Journal::open(state).unwrap();
     journal
-        .record_intent(&swipebot::journal::Record {
-            profile_id: id.into(),
-            decision: swipebot::profile::Decision::Like,
-            scores: vec![],
-            threshold: 0.0,
-            model_sha256: "ab".into(),
-            source: "tinder".into(),
-            at: chrono::Utc::now(),
-            sent: false,
-            sent_at: None,
-            outcome: None,
-            error: None,
-            dry_run: false,
-            resolved_after_restart: false,
-            mixed_pass: false,
-        })
+        .record_intent(&swipebot::journal::Record::new(
+            id,
+            swipebot::profile::Decision::Like,
+            "tinder",
+        ))
         .unwrap();
 }
 

@@ -153,11 +153,7 @@ fn a_second_daemon_on_the_same_state_directory_refuses_naming_the_first() {
     let w = World::new();
     let first = w.start(&[]);
     // The first has its lock once it logs that it is ready.
-    let start = std::time::Instant::now();
-    while !first.log().contains("swipebot ready") {
-        assert!(start.elapsed() < Duration::from_secs(30), "{}", first.log());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    first.wait_for("start", |d| d.log().contains("swipebot ready"));
     let second = swipebot(
         &["run", "--config", w.path().join("swipebot.toml").to_str().unwrap()],
         &[("SWIPEBOT_API_TOKEN", "x")],

@@ -418,6 +418,19 @@ impl Daemon {
         (code, self.records(), log)
     }
 
+    /// Waits until `done` holds (polling), panicking with the log after a minute.
+    pub(crate) fn wait_for(&self, what: &str, done: impl Fn(&Daemon) -> bool) {
+        let start = Instant::now();
+        while !done(self) {
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "no {what} after a minute: {}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// The log so far.
     pub(crate) fn log(&self) -> String {
         self.stderr.lock().unwrap().clone()
@@ -718,29 +731,14 @@ fn sighup_reloads_the_threshold_for_new_profiles() {
     let api = &world.api;
     api.push_recs(api.recs("v2_recs_core.json"));
     let daemon = world.start(&[]);
-    let start = Instant::now();
-    while daemon.records().len() < 3 {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "{}",
-            daemon.stderr.lock().unwrap()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    daemon.wait_for("three records", |d| d.records().len() >= 3);
     let config = world.path().join("swipebot.toml");
     let text = std::fs::read_to_string(&config)
         .unwrap()
         .replace("threshold = 0.0", "threshold = 1.0");
     std::fs::write(&config, text).unwrap();
     signal(&daemon.child, "HUP");
-    while !daemon.stderr.lock().unwrap().contains("settings reloaded") {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "{}",
-            daemon.stderr.lock().unwrap()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    daemon.wait_for("reload", |d| d.log().contains("settings reloaded"));
     // A second page of new people, decided with the new threshold.
     let page = api.recs("v2_recs_core.json");
     let body = String::from_utf8(page.body.clone())
@@ -768,11 +766,7 @@ fn sighup_to_a_model_of_another_size_fetches_photos_of_that_size() {
     let api = &world.api;
     api.push_recs(api.recs("v2_recs_core.json"));
     let daemon = world.start(&[]);
-    let start = Instant::now();
-    while daemon.records().len() < 3 {
-        assert!(start.elapsed() < Duration::from_secs(60), "{}", daemon.log());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    daemon.wait_for("three records", |d| d.records().len() >= 3);
     // At input 64, the smallest processed size of at least 64 pixels: 84x84.
     let before = api.calls("/photos/");
     assert!(
@@ -786,10 +780,7 @@ fn sighup_to_a_model_of_another_size_fetches_photos_of_that_size() {
         .replace(&format!("path = {:?}", world.model), &format!("path = {bigger:?}"));
     std::fs::write(&config, text).unwrap();
     signal(&daemon.child, "HUP");
-    while !daemon.log().contains("settings reloaded") {
-        assert!(start.elapsed() < Duration::from_secs(60), "{}", daemon.log());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    daemon.wait_for("reload", |d| d.log().contains("settings reloaded"));
     let page = String::from_utf8(api.recs("v2_recs_core.json").body)
         .unwrap()
         .replace("\"_id\": \"0000", "\"_id\": \"1000");
