@@ -382,7 +382,7 @@ fn start_daemon(dir: &Path, model: &Path, api: &Api, env: &[(&str, &str)]) -> Da
 
 impl Daemon {
     /// The journal so far.
-    fn records(&self) -> Vec<Record> {
+    pub(crate) fn records(&self) -> Vec<Record> {
         Journal::read_all(&self.state).unwrap_or_default()
     }
 
