@@ -217,11 +217,11 @@ pub fn decode(bytes: &[u8], limits: &Limits, channels: Channels) -> Result<Dynam
 /// followed by 0x00 or a restart marker. A file that never reaches a scan is left to the decoder,
 /// which calls it corrupt.
 fn jpeg_cut_short(bytes: &[u8]) -> bool {
-    let last = |marker: u8| bytes.windows(2).rposition(|w| w == [0xFF, marker]);
-    match (last(0xDA), last(0xD9)) {
-        (Some(scan), Some(end)) => end < scan,
-        (Some(_), None) => true,
-        (None, _) => false,
+    let has_scan = |b: &[u8]| b.windows(2).any(|w| w == [0xFF, 0xDA]);
+    // A whole file ends with its end marker: found at once from the end, nothing to scan after it.
+    match bytes.windows(2).rposition(|w| w == [0xFF, 0xD9]) {
+        Some(end) => has_scan(&bytes[end..]),
+        None => has_scan(bytes),
     }
 }
 
