@@ -255,12 +255,14 @@ fn read_records(path: &Path) -> Result<Vec<Record>, JournalError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(io_err(path)(e)),
     };
-    let (mut records, mut kept, mut damaged) = (Vec::new(), Vec::new(), Vec::new());
+    // Where each valid record's line lies: copied out only if a damaged line forces a rewrite.
+    let (mut records, mut valid, mut damaged) = (Vec::new(), Vec::new(), Vec::new());
     let mut complete_len = 0;
     for (i, line) in bytes.split_inclusive(|b| *b == b'\n').enumerate() {
         if line.last() != Some(&b'\n') {
             break;
         }
+        let start = complete_len;
         complete_len += line.len();
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
@@ -268,7 +270,7 @@ fn read_records(path: &Path) -> Result<Vec<Record>, JournalError> {
         match serde_json::from_slice::<Record>(line) {
             Ok(r) => {
                 records.push(r);
-                kept.extend_from_slice(line);
+                valid.push(start..complete_len);
             }
             Err(e) => damaged.push(format!("line {}: {e}", i + 1)),
         }
@@ -278,6 +280,7 @@ fn read_records(path: &Path) -> Result<Vec<Record>, JournalError> {
             "jsonl.damaged-{}",
             chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ")
         ));
+        let kept: Vec<u8> = valid.into_iter().flat_map(|r| bytes[r].iter().copied()).collect();
         std::fs::rename(path, &aside).map_err(io_err(path))?;
         swipebot_core::fsutil::write_atomic(path, &kept).map_err(io_err(path))?;
         tracing::error!(
