@@ -38,11 +38,16 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     Ok(())
 }
 
+/// The tests' helpers for child processes, shared with the integration tests.
+#[cfg(test)]
+#[allow(dead_code)]
+#[path = "../../tests/common/process.rs"]
+mod test_process;
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
-    use std::process::Command;
 
     /// Set in the child process: the file it writes with [`write_atomic`] and nothing else.
     const CHILD_WRITES: &str = "SWIPEBOT_TEST_WRITE_ATOMIC_TO";
@@ -52,17 +57,7 @@ mod tests {
     fn write_in_child_under(umask: &str, path: &Path) {
         let name = format!("{}::written_files_get_the_mode_the_umask_allows", module_path!());
         let name = name.split_once("::").map_or(name.as_str(), |(_, rest)| rest);
-        let out = Command::new("sh")
-            .arg("-c")
-            .arg(format!("umask {umask} && exec \"$0\" \"$@\""))
-            .arg(std::env::current_exe().unwrap())
-            .args(["--exact", name, "--test-threads=1", "--nocapture"])
-            .env(CHILD_WRITES, path)
-            .output()
-            .unwrap();
-        let log = String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "the child under umask {umask} failed:\n{log}");
-        assert!(log.contains("1 passed"), "the child ran no test:\n{log}");
+        super::test_process::rerun_test_under_umask(name, umask, (CHILD_WRITES, path.as_os_str()));
     }
 
     /// The permission bits of the file at `path`.

@@ -292,13 +292,18 @@ fn ended(end: FitEnd, state: &State, ckpt: &Checkpoint) -> Outcome {
     }
 }
 
+/// The tests' helpers for child processes, shared with the integration tests.
+#[cfg(test)]
+#[allow(dead_code)]
+#[path = "../../tests/common/process.rs"]
+mod test_process;
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use clap::Parser;
     use std::os::unix::fs::PermissionsExt;
     use std::path::Path;
-    use std::process::Command;
 
     /// Set in the child process: the dataset folder and the model to train from it, `DATA:MODEL`.
     const CHILD_TRAINS: &str = "SWIPEBOT_TEST_TRAIN_DATA_MODEL";
@@ -311,17 +316,8 @@ mod tests {
             module_path!()
         );
         let name = name.split_once("::").map_or(name.as_str(), |(_, rest)| rest);
-        let out = Command::new("sh")
-            .arg("-c")
-            .arg(format!("umask {umask} && exec \"$0\" \"$@\""))
-            .arg(std::env::current_exe().unwrap())
-            .args(["--exact", name, "--test-threads=1", "--nocapture"])
-            .env(CHILD_TRAINS, format!("{}:{}", data.display(), model.display()))
-            .output()
-            .unwrap();
-        let log = String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "training under umask {umask} failed:\n{log}");
-        assert!(log.contains("1 passed"), "the child ran no test:\n{log}");
+        let job = format!("{}:{}", data.display(), model.display());
+        super::test_process::rerun_test_under_umask(name, umask, (CHILD_TRAINS, job.as_ref()));
     }
 
     /// The permission bits of `path`.

@@ -55,3 +55,21 @@ pub fn peak_rss_kib(command: &mut Command) -> u64 {
         std::thread::sleep(Duration::from_millis(5));
     }
 }
+
+/// Runs the test `test` (its path inside the crate, e.g. `fsutil::tests::name`) of the current test
+/// executable again, in a child process started under `umask` with `env` set, and panics with its
+/// output unless that one test passed there. The umask is process-wide: a test that needs another
+/// one runs its work in the child (where it finds `env` set) and checks the result in the parent.
+pub fn rerun_test_under_umask(test: &str, umask: &str, env: (&str, &std::ffi::OsStr)) {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!("umask {umask} && exec \"$0\" \"$@\""))
+        .arg(std::env::current_exe().expect("the test executable"))
+        .args(["--exact", test, "--test-threads=1", "--nocapture"])
+        .env(env.0, env.1)
+        .output()
+        .expect("sh runs");
+    let log = String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{test} under umask {umask} failed:\n{log}");
+    assert!(log.contains("1 passed"), "the child ran no test:\n{log}");
+}
