@@ -63,10 +63,12 @@ fn config_error(e: &ConfigError) -> ExitCode {
 /// `swipebot check-config`: the pre-flight to run before starting the service. Validates every
 /// key, then does what `run` does before its first fetch (builds the source with its token, loads
 /// the model on the requested device and checks it, takes the state directory's lock) and prints
-/// the effective settings. Exit 0 only when `run` would start; else 78, naming the key.
+/// the effective settings, after a TOML comment naming the device that will score (and, when CUDA
+/// was asked for but cannot be used, why). Exit 0 only when `run` would start; else 78, naming the key.
 pub fn check_config(path: PathBuf) -> ExitCode {
-    match Settings::load(&path).and_then(|s| preflight(&s).map(|()| s)) {
-        Ok(s) => {
+    match Settings::load(&path).and_then(|s| preflight(&s).map(|device| (s, device))) {
+        Ok((s, device)) => {
+            println!("# scoring device: {device}");
             print!("{}", s.to_toml());
             ExitCode::SUCCESS
         }
@@ -74,8 +76,9 @@ pub fn check_config(path: PathBuf) -> ExitCode {
     }
 }
 
-/// What `run` needs beyond valid keys, each failure named by the key that fixes it.
-fn preflight(settings: &Settings) -> Result<(), ConfigError> {
+/// What `run` needs beyond valid keys, each failure named by the key that fixes it. Returns the
+/// device the model was loaded on, with the reason when that is the CPU although CUDA was asked for.
+fn preflight(settings: &Settings) -> Result<String, ConfigError> {
     make_source(settings).map_err(|e| match e {
         SetupError::Config { key, message } => ConfigError::Invalid { key, message },
         other => ConfigError::Invalid {
@@ -84,7 +87,7 @@ fn preflight(settings: &Settings) -> Result<(), ConfigError> {
         },
     })?;
     let options = crate::daemon::live::scorer_options(settings);
-    Scorer::load(&settings.model.path, &options).map_err(|e| {
+    let scorer = Scorer::load(&settings.model.path, &options).map_err(|e| {
         let key = match &e {
             ScorerError::Runtime(_) => "runtime.library",
             ScorerError::GpuUnavailable(_) => "runtime.require_gpu",
@@ -98,6 +101,10 @@ fn preflight(settings: &Settings) -> Result<(), ConfigError> {
     crate::journal::check_dir(&settings.state.dir).map_err(|e| ConfigError::Invalid {
         key: "state.dir",
         message: e.to_string(),
+    })?;
+    Ok(match scorer.fallback_reason() {
+        Some(reason) => format!("{} (CUDA was asked for but cannot be used: {reason})", scorer.device()),
+        None => scorer.device().to_string(),
     })
 }
 

@@ -2,6 +2,7 @@
 //! [`swipebot_core::preprocess`], shared with `train`).
 
 pub mod batch;
+pub mod cuda;
 pub mod error;
 pub mod runtime;
 pub mod scorer;

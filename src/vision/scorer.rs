@@ -11,6 +11,7 @@ use ort::session::builder::GraphOptimizationLevel;
 use ort::session::Session;
 use ort::value::TensorRef;
 
+use crate::vision::cuda;
 use crate::vision::runtime::{self, RuntimeError};
 use swipebot_core::model_info::{ModelInfo, ModelInfoError, INPUT_NAME, OUTPUT_NAME};
 use swipebot_core::preprocess::{self, Limits, PreprocessError};
@@ -93,7 +94,7 @@ pub enum ScorerError {
         source: ModelInfoError,
     },
     /// CUDA was required but could not be used.
-    #[error("CUDA was required (runtime.require_gpu = true) but cannot be used: {0}; install the GPU runtime with `scripts/setup.sh --gpu`, or set runtime.require_gpu = false to fall back to the CPU")]
+    #[error("CUDA was required (runtime.require_gpu = true) but cannot be used: {0}; or set runtime.require_gpu = false to fall back to the CPU")]
     GpuUnavailable(String),
     /// Inference failed.
     #[error("inference failed: {0}")]
@@ -132,6 +133,8 @@ pub struct Scorer {
     info: ModelInfo,
     sha256: String,
     device: Device,
+    /// Why CUDA was asked for and not used, when it was not.
+    fallback: Option<String>,
     limits: Limits,
     path: PathBuf,
 }
@@ -154,7 +157,7 @@ impl Scorer {
             source,
         })?;
         let sha256 = swipebot_core::model_info::sha256_hex(&bytes);
-        let (_, env) = runtime::environment(options.library.as_deref())?;
+        let (library, env) = runtime::environment(options.library.as_deref())?;
         let invalid = |e: &dyn fmt::Display| ScorerError::Invalid {
             path: path.to_path_buf(),
             message: e.to_string(),
@@ -172,9 +175,11 @@ impl Scorer {
             .with_intra_op_spinning(false)
             .map_err(|e| invalid(&e))?;
         let mut device = Device::Cpu;
+        let mut fallback = None;
         if options.device == Device::Cuda {
-            let problem = match ep::CUDA::is_available() {
-                Ok(true) => match builder.with_execution_providers([ep::CUDA::default().build().error_on_failure()]) {
+            let problem = match cuda::prepare(library).map(|()| ep::CUDA::is_available()) {
+                Err(problem) => Some(problem.to_string()),
+                Ok(Ok(true)) => match builder.with_execution_providers([ep::CUDA::default().build().error_on_failure()]) {
                     Ok(b) => {
                         builder = b;
                         device = Device::Cuda;
@@ -186,16 +191,18 @@ impl Scorer {
                         Some(message)
                     }
                 },
-                Ok(false) => {
-                    Some("this ONNX Runtime library has no CUDA execution provider (it is the CPU build)".to_string())
-                }
-                Err(e) => Some(e.to_string()),
+                Ok(Ok(false)) => Some(format!(
+                    "the ONNX Runtime at {} lists no CUDA execution provider (it is the CPU build): run `scripts/setup.sh --gpu`",
+                    library.display()
+                )),
+                Ok(Err(e)) => Some(e.to_string()),
             };
             if let Some(problem) = problem {
                 if options.require_gpu {
                     return Err(ScorerError::GpuUnavailable(problem));
                 }
                 tracing::warn!(%problem, "CUDA was asked for but cannot be used; scoring on the CPU");
+                fallback = Some(problem);
             }
         }
         let session = builder.commit_from_memory(&bytes).map_err(|e| invalid(&e))?;
@@ -227,6 +234,7 @@ impl Scorer {
             info,
             sha256,
             device,
+            fallback,
             limits: options.limits,
             path: path.to_path_buf(),
         })
@@ -245,6 +253,12 @@ impl Scorer {
     /// The device inference actually runs on (CPU after a fallback).
     pub fn device(&self) -> Device {
         self.device
+    }
+
+    /// Why this scorer runs on the CPU although CUDA was asked for (`None` when it was not asked
+    /// for, or is in use): the first thing that stood in the way, with what fixes it.
+    pub fn fallback_reason(&self) -> Option<&str> {
+        self.fallback.as_deref()
     }
 
     /// The photo size limits this scorer applies.

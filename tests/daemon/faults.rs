@@ -263,6 +263,18 @@ fn check_config_passes_only_when_run_would_start_and_names_the_key_otherwise() {
     let check = |env: &[(&str, &str)]| swipebot(&["check-config", "--config", config.to_str().unwrap()], env);
     let ok = check(&[]);
     assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    let stdout = String::from_utf8_lossy(&ok.stdout);
+    assert!(stdout.starts_with("# scoring device: cpu\n"), "{stdout}");
+    // CUDA asked for with the CPU build of ONNX Runtime: it starts on the CPU and says why.
+    let cuda = check(&[("SWIPEBOT__RUNTIME__DEVICE", "cuda")]);
+    assert!(cuda.status.success(), "{}", String::from_utf8_lossy(&cuda.stderr));
+    let stdout = String::from_utf8_lossy(&cuda.stdout);
+    assert!(
+        stdout.starts_with("# scoring device: cpu (CUDA was asked for but cannot be used: the ONNX Runtime at ")
+            && stdout.contains("has no CUDA provider")
+            && stdout.contains("scripts/setup.sh --gpu"),
+        "{stdout}"
+    );
     let not_a_dir = dir.path().join("a-file");
     std::fs::write(&not_a_dir, b"").unwrap();
     for (env, key) in [
@@ -288,6 +300,13 @@ fn check_config_passes_only_when_run_would_start_and_names_the_key_otherwise() {
             "source.tinder.rate_limit_wait_secs",
         ),
         (vec![("SWIPEBOT__SOURCE__MIN_WAIT_SECS", "0")], "source.min_wait_secs"),
+        (
+            vec![
+                ("SWIPEBOT__RUNTIME__DEVICE", "cuda"),
+                ("SWIPEBOT__RUNTIME__REQUIRE_GPU", "true"),
+            ],
+            "runtime.require_gpu",
+        ),
     ] {
         let out = check(&env);
         let err = String::from_utf8_lossy(&out.stderr);

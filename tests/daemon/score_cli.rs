@@ -226,6 +226,8 @@ fn cuda_falls_back_to_the_cpu_unless_required() {
             )
             .unwrap();
         assert_eq!(scorer.score(&batch).unwrap().len(), 1);
+        let reason = scorer.fallback_reason().expect("the reason CUDA is not used");
+        assert!(reason.contains("has no CUDA provider"), "{reason}");
         let err = Scorer::load(&model, &required).unwrap_err();
         assert!(matches!(err, ScorerError::GpuUnavailable(_)), "{err}");
         assert!(err.to_string().contains("scripts/setup.sh --gpu"), "{err}");
