@@ -141,7 +141,60 @@ pub fn replay(args: ReplayArgs) -> ExitCode {
     if let Err(e) = settings.validate() {
         return config_error(&e);
     }
+    if let Some(note) = decided_by_another(&settings) {
+        eprintln!("note: {note}");
+    }
     serve(settings, args.config, args.log_format)
+}
+
+/// When the replay's state directory holds decisions taken by another model, or at another
+/// threshold than the one given, the profiles decided there will not be decided again (a profile is
+/// never decided twice): says so, and what answers the question the user is likely asking.
+fn decided_by_another(settings: &Settings) -> Option<String> {
+    let records = crate::journal::Journal::read_all(&settings.state.dir).ok()?;
+    let model = std::fs::read(&settings.model.path).ok()?;
+    let sha = swipebot_core::model_info::sha256_hex(&model);
+    let short = |s: &str| s[..s.len().min(12)].to_string();
+    let others: std::collections::BTreeSet<String> = records
+        .iter()
+        .filter(|r| !r.model_sha256.is_empty() && r.model_sha256 != sha)
+        .map(|r| short(&r.model_sha256))
+        .collect();
+    let thresholds: std::collections::BTreeSet<String> = match settings.model.threshold {
+        Some(t) => records
+            .iter()
+            .filter(|r| r.model_sha256 == sha && (r.threshold - t).abs() > 1e-6)
+            .map(|r| format!("{:.3}", r.threshold))
+            .collect(),
+        None => Default::default(),
+    };
+    if others.is_empty() && thresholds.is_empty() {
+        return None;
+    }
+    let from = match (others.is_empty(), thresholds.is_empty()) {
+        (false, true) => format!("model(s) {}", others.into_iter().collect::<Vec<_>>().join(", ")),
+        (true, false) => format!("threshold(s) {}", thresholds.into_iter().collect::<Vec<_>>().join(", ")),
+        _ => format!(
+            "model(s) {} and threshold(s) {}",
+            others.into_iter().collect::<Vec<_>>().join(", "),
+            thresholds.into_iter().collect::<Vec<_>>().join(", ")
+        ),
+    };
+    let replay_dir = settings
+        .source
+        .replay_dir
+        .as_deref()
+        .unwrap_or(std::path::Path::new("DIR"));
+    Some(format!(
+        "{} holds {} decision(s) taken by {from}, not by this model ({}) and threshold: the profiles \
+         decided there are not decided again. To see what this model would decide differently, run \
+         `swipebot compare {} --model OLD.onnx --model {}`, or replay into a fresh --state-dir.",
+        settings.state.dir.display(),
+        records.len(),
+        short(&sha),
+        replay_dir.display(),
+        settings.model.path.display()
+    ))
 }
 
 /// Builds the configured profile source, wrapped in the recorder when `source.record_dir` is set.

@@ -57,6 +57,62 @@ pub enum Command {
     },
     /// Print each image's LIKE probability and the decision at the model's threshold.
     Score(ScoreArgs),
+    /// What models and thresholds would decide on recorded profiles (never touches a journal or a
+    /// source): like rates, profiles that flip, agreement with your labels.
+    Compare(CompareArgs),
+    /// The journal summed up per day and per model.
+    Stats(StatsArgs),
+}
+
+/// Arguments of `swipebot compare`.
+#[derive(Debug, clap::Args)]
+pub struct CompareArgs {
+    /// Recorded profiles (the replay format: one folder a profile with profile.json and its photos).
+    pub profiles: PathBuf,
+    /// A model to compare; give it once per model. The first is the one the others are set against.
+    #[arg(long = "model", required = true)]
+    pub models: Vec<PathBuf>,
+    /// A threshold to decide at; give it once per threshold (default: each model's own).
+    #[arg(long = "threshold")]
+    pub thresholds: Vec<f32>,
+    /// Your labels: the console's labels.jsonl, or a folder with like/ and nope/.
+    #[arg(long)]
+    pub labels: Option<PathBuf>,
+    /// The comparison as one JSON object on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Also write an HTML page of the flipped profiles with their photos to this file.
+    #[arg(long)]
+    pub html: Option<PathBuf>,
+    /// Score cache folder (default: $XDG_CACHE_HOME/swipebot/scores or ~/.cache/swipebot/scores).
+    #[arg(long)]
+    pub cache_dir: Option<PathBuf>,
+    /// Score every photo again, reading and writing no cache.
+    #[arg(long, conflicts_with = "cache_dir")]
+    pub no_cache: bool,
+    /// Config file whose runtime, photo limits and policy to use (default: built-in defaults).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// ONNX Runtime library (overrides the config's `runtime.library`).
+    #[arg(long)]
+    pub ort_library: Option<PathBuf>,
+    /// Threads decoding photos.
+    #[arg(long, default_value_t = 2)]
+    pub decode_threads: usize,
+}
+
+/// Arguments of `swipebot stats`.
+#[derive(Debug, clap::Args)]
+pub struct StatsArgs {
+    /// The state directory holding decisions.jsonl.
+    #[arg(long, required_unless_present = "config")]
+    pub state_dir: Option<PathBuf>,
+    /// Or the config file whose `state.dir` to read.
+    #[arg(long, conflicts_with = "state_dir")]
+    pub config: Option<PathBuf>,
+    /// The figures as one JSON object.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Arguments of `swipebot replay`.

@@ -8,6 +8,7 @@
 
 pub mod app;
 pub mod cli;
+pub mod compare;
 pub mod config;
 pub mod daemon;
 pub mod demo;
@@ -17,4 +18,5 @@ pub mod policy;
 pub mod profile;
 pub mod shutdown;
 pub mod source;
+pub mod stats;
 pub mod vision;

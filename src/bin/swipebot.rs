@@ -33,5 +33,10 @@ fn main() -> ExitCode {
             swipebot::app::init_logging(swipebot::config::LogFormat::Text, "warn");
             swipebot::cli::score(args)
         }
+        Command::Compare(args) => {
+            swipebot::app::init_logging(swipebot::config::LogFormat::Text, "warn");
+            swipebot::compare::command::run(args)
+        }
+        Command::Stats(args) => swipebot::stats::run(args),
     }
 }

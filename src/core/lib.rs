@@ -6,6 +6,8 @@
 //!   in scoring.
 //! - [`fsutil`]: atomic, durable file writes (models, checkpoints, the cache, the recorder).
 //! - [`synth`]: synthetic labelled photos for the demo, the tests and the benchmarks.
+//! - [`metrics`]: accuracy, precision, recall, F1, ROC AUC against labels (`train`'s validation,
+//!   `swipebot compare`'s labels).
 //!
 //! It depends on no async runtime, HTTP client, inference engine or libtorch: `train` links it without
 //! the daemon, and the daemon without libtorch.
@@ -13,6 +15,7 @@
 #![warn(missing_docs)]
 
 pub mod fsutil;
+pub mod metrics;
 pub mod model_info;
 pub mod preprocess;
 pub mod synth;

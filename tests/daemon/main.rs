@@ -5,6 +5,7 @@
 mod common;
 
 mod account;
+mod compare;
 mod faults;
 mod replay;
 mod score_cli;
