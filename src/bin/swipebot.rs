@@ -11,6 +11,10 @@ fn main() -> ExitCode {
     if std::env::var_os("ORT_DISABLE_TELEMETRY").is_none() {
         std::env::set_var("ORT_DISABLE_TELEMETRY", "1");
     }
+    if swipebot::cli::asks_for_version(std::env::args_os()) {
+        print!("{}", swipebot::version::render());
+        return ExitCode::SUCCESS;
+    }
     match Cli::parse().command {
         Command::Run { config, log_format } => swipebot::app::run(config, log_format),
         Command::Replay(args) => swipebot::app::replay(args),
@@ -30,7 +34,10 @@ fn main() -> ExitCode {
             }
         },
         Command::Score(args) => {
-            swipebot::app::init_logging(swipebot::config::LogFormat::Text, "warn");
+            if let Err(e) = swipebot::logging::init(swipebot::config::LogFormat::Text, "warn") {
+                eprintln!("error: {e}");
+                return ExitCode::from(swipebot::cli::EXIT_FATAL);
+            }
             swipebot::cli::score(args)
         }
     }
