@@ -231,6 +231,49 @@ fn assert_counters_match(page: &Page, records: &[&Record], source: &str) {
     assert_eq!(page.value("swipebot_scoring_device_info", &[("device", "cpu")]), 1.0);
 }
 
+/// The endpoint at `addr` (with `max_connections = 2`, `request_timeout_secs = 2` and the default
+/// `max_request_bytes`) closes a connection over the limit at once, an idle one after the timeout,
+/// and refuses a request head over the limit.
+fn assert_endpoint_is_bounded(addr: SocketAddr) {
+    let idle: Vec<TcpStream> = (0..2).map(|_| TcpStream::connect(addr).unwrap()).collect();
+    // Accepted, and holding both slots.
+    std::thread::sleep(Duration::from_millis(300));
+    let read_all = |mut conn: TcpStream, limit: Duration| {
+        conn.set_read_timeout(Some(limit)).unwrap();
+        let mut got = Vec::new();
+        match conn.read_to_end(&mut got) {
+            Ok(_) => Ok(String::from_utf8_lossy(&got).into_owned()),
+            Err(e) => Err(e),
+        }
+    };
+    let third = TcpStream::connect(addr).unwrap();
+    let answer = read_all(third, Duration::from_secs(1));
+    assert!(
+        matches!(&answer, Ok(a) if a.is_empty()),
+        "a third connection is closed at once: {answer:?}"
+    );
+    let started = Instant::now();
+    for conn in idle {
+        let answer = read_all(conn, Duration::from_secs(10)).expect("closed within the timeout");
+        assert!(!answer.contains(" 200 "), "{answer}");
+    }
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "idle connections last the timeout"
+    );
+    let mut big = TcpStream::connect(addr).unwrap();
+    let head = format!(
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nX-Filler: {}\r\n\r\n",
+        "a".repeat(20_000)
+    );
+    // The server may close before reading it all.
+    let _ = big.write_all(head.as_bytes());
+    let answer = read_all(big, Duration::from_secs(10)).unwrap_or_default();
+    assert!(!answer.contains(" 200 "), "a 20 kB head is refused: {answer}");
+    // Slots free again.
+    assert_eq!(get(addr, "/healthz").0, 200);
+}
+
 /// A photo server on loopback that holds every request until [`Held::release`], then answers
 /// with a JPEG.
 struct Held {
@@ -350,7 +393,8 @@ fn a_running_replay_serves_metrics_promtool_accepts_that_agree_with_the_journal_
     std::fs::write(
         &config,
         "[source]\nallow_private_photo_hosts = true\n[pipeline]\nphoto_timeout_secs = 120\n\
-         [metrics]\nlisten = \"127.0.0.1:0\"\nstalled_after_secs = 5\n",
+         [metrics]\nlisten = \"127.0.0.1:0\"\nstalled_after_secs = 5\nmax_connections = 2\n\
+         request_timeout_secs = 2\n",
     )
     .unwrap();
     let mut child = Command::new(common::paths::bin("swipebot"))
@@ -393,6 +437,8 @@ fn a_running_replay_serves_metrics_promtool_accepts_that_agree_with_the_journal_
         .find(|s| s.name == "swipebot_build_info")
         .map(|s| s.labels["commit"].clone());
     assert!(commit.is_some_and(|c| !c.is_empty()), "{}", page.text);
+
+    assert_endpoint_is_bounded(addr);
 
     // Nothing moves while the photo is held: after metrics.stalled_after_secs the loop is stalled.
     let (status, body) = eventually(
@@ -482,4 +528,45 @@ fn the_http_source_counts_its_requests_as_the_api_saw_them_and_its_swipes_as_jou
     assert_eq!(page.value("swipebot_daily_like_budget", &[]), 100.0);
     assert!(page.value("swipebot_photo_download_seconds_count", &[]) >= 1.0);
     assert!(page.value("swipebot_decision_latency_seconds_count", &[]) >= 3.0);
+}
+
+#[test]
+fn a_metrics_address_that_cannot_be_served_is_a_config_error_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = common::models::untrained_model(dir.path(), 64, true);
+    std::fs::create_dir_all(dir.path().join("profiles")).unwrap();
+    let busy = TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = busy.local_addr().unwrap().to_string();
+    let config = |listen: &str| {
+        let path = dir.path().join("swipebot.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "[model]\npath = {model:?}\n[source]\nreplay_dir = {:?}\n[state]\ndir = {:?}\n\
+                 [metrics]\nlisten = {listen:?}\n",
+                dir.path().join("profiles"),
+                dir.path().join("state")
+            ),
+        )
+        .unwrap();
+        path
+    };
+    for (command, listen, says) in [
+        ("check-config", taken.as_str(), taken.as_str()),
+        ("run", taken.as_str(), taken.as_str()),
+        ("check-config", "localhost:9464", "not an IP address"),
+    ] {
+        let out = Command::new(common::paths::bin("swipebot"))
+            .args([command, "--config"])
+            .arg(config(listen))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(78), "{command} {listen}: {stderr}");
+        assert!(
+            stderr.contains("metrics.listen") && stderr.contains(says),
+            "{command} {listen}: {stderr}"
+        );
+    }
+    drop(busy);
 }
