@@ -35,16 +35,20 @@ fn git_commit(root: &Path) -> String {
             .filter(|o| o.status.success())
             .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
     };
-    if let Some(head) = git(&["rev-parse", "HEAD"]) {
-        // Built again when HEAD moves: the file HEAD, the branch it names, and packed refs.
-        for path in ["HEAD", "packed-refs"] {
-            if let Some(p) = git(&["rev-parse", "--git-path", path]) {
-                println!("cargo:rerun-if-changed={}", root.join(p).display());
-            }
-        }
-        if let Some(branch) = git(&["symbolic-ref", "-q", "HEAD"]) {
-            if let Some(p) = git(&["rev-parse", "--git-path", &branch]) {
-                println!("cargo:rerun-if-changed={}", root.join(p).display());
+    // Only this repository's own git: a tarball unpacked inside another checkout is not that one.
+    let own = git(&["rev-parse", "--show-toplevel"])
+        .and_then(|top| Path::new(&top).canonicalize().ok())
+        .is_some_and(|top| root.canonicalize().is_ok_and(|r| r == top));
+    if let Some(head) = git(&["rev-parse", "HEAD"]).filter(|_| own) {
+        // Built again when HEAD moves: the file HEAD, the branch it names, and packed refs (only
+        // files that exist: cargo takes a missing one for a change at every build).
+        let mut watched = vec!["HEAD".to_string(), "packed-refs".to_string()];
+        watched.extend(git(&["symbolic-ref", "-q", "HEAD"]));
+        for path in watched {
+            if let Some(p) = git(&["rev-parse", "--git-path", &path]).map(|p| root.join(p)) {
+                if p.is_file() {
+                    println!("cargo:rerun-if-changed={}", p.display());
+                }
             }
         }
         return head;

@@ -97,17 +97,42 @@ fn a_release_tarball_carries_its_commit_for_the_build() {
         assert!(!archival.contains("$Format"), "{archival}");
         return;
     }
-    // `git archive` (what makes a release tarball) fills in the commit.
-    let out = Command::new("git")
-        .args(["archive", "--format=tar", "HEAD", ".git_archival.txt"])
+    // `git archive` (what makes a release tarball) fills in the commit, and the build script, run
+    // in the unpacked tarball (no .git), gives the binary that commit.
+    let unpacked = tempfile::tempdir().unwrap();
+    let archive = Command::new("git")
+        .args(["archive", "--format=tar", "HEAD", "build.rs", ".git_archival.txt"])
         .current_dir(&root)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let tar = String::from_utf8_lossy(&out.stdout);
+    assert!(archive.status.success(), "{}", String::from_utf8_lossy(&archive.stderr));
+    let mut tar = Command::new("tar")
+        .arg("-x")
+        .arg("-C")
+        .arg(unpacked.path())
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut tar.stdin.take().unwrap(), &archive.stdout).unwrap();
+    assert!(tar.wait().unwrap().success());
+    let script = unpacked.path().join("build-script");
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let built = Command::new(rustc)
+        .args(["--edition", "2021", "-o"])
+        .arg(&script)
+        .arg(unpacked.path().join("build.rs"))
+        .output()
+        .unwrap();
+    assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
+    let out = Command::new(&script)
+        .env("CARGO_MANIFEST_DIR", unpacked.path())
+        .env_remove("SWIPEBOT_GIT_COMMIT")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
     let head = checkout_commit();
     assert!(
-        tar.contains(&format!("node: {head}")),
-        "git archive did not fill in {head}"
+        said.contains(&format!("cargo:rustc-env=SWIPEBOT_GIT_COMMIT={head}\n")),
+        "the build script in a tarball of {head} said:\n{said}"
     );
 }
