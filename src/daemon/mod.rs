@@ -169,7 +169,7 @@ impl Daemon {
         Arc::clone(&self.ctx.live.borrow().scoring)
     }
 
-    /// The counts so far, for the status line.
+    /// The counts so far (the status line; the summary at the end of a run).
     pub fn summary(&self) -> Summary {
         self.ctx.stats.summary(
             self.ctx.started.elapsed().as_secs_f64(),
@@ -189,9 +189,7 @@ impl Daemon {
         if let Some(e) = ctx.take_fatal() {
             return Err(e);
         }
-        Ok(ctx
-            .stats
-            .summary(ctx.started.elapsed().as_secs_f64(), ctx.shutdown.is_triggered()))
+        Ok(self.summary())
     }
 
     /// The fetch loop: asks the source for candidates and starts a task per new profile, at most
