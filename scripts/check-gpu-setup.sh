@@ -7,7 +7,8 @@
 #   - every library the CUDA provider needs resolves from the wheels, except the NVIDIA driver's
 #     libcuda.so.1 (checked with ldd, and by swipebot itself);
 #   - `swipebot score --device cuda` scores on the CPU and says exactly that the NVIDIA driver is
-#     missing, and with runtime.require_gpu `check-config` stops (exit 78) saying the same;
+#     missing, `swipebot --version` says the same, and with runtime.require_gpu `check-config` stops
+#     (exit 78) saying it too;
 #   - each CUDA library is installed once, and adding torch changes none of them.
 # Usage: scripts/check-gpu-setup.sh   (GPU_VENV=DIR to choose the environment; default .work/gpu-venv)
 set -euo pipefail
@@ -45,6 +46,10 @@ check() {
     || fail "$label: score --device cuda did not say the driver is missing: $out"
   echo "$out" | grep -q "every CUDA library the provider needs was found" || fail "$label: $out"
   echo "$out" | grep -qP "^\Q$photo\E\t[0-9.]+\t(like|pass)$" || fail "$label: the photo was not scored on the CPU: $out"
+
+  out=$(ORT_DYLIB_PATH="$lib/libonnxruntime.so" "$swipebot" --version)
+  echo "$out" | grep -q "^cuda: not usable.*the NVIDIA driver is missing" \
+    || fail "$label: --version did not say the driver is missing: $out"
 
   cat > "$work/gpu.toml" <<TOML
 [model]

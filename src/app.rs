@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use crate::cli::ReplayArgs;
 use crate::config::{ConfigError, LogFormat, Settings, SourceKind};
-use crate::daemon::{Daemon, DaemonError};
+use crate::daemon::{status, Daemon, DaemonError};
+use crate::logging;
+use crate::metrics;
 use crate::shutdown::Shutdown;
 use crate::source::recorder::RecordingSource;
 use crate::source::replay::ReplaySource;
@@ -40,23 +42,12 @@ fn exit_code(e: &DaemonError, at_start: bool) -> u8 {
     }
 }
 
-/// Sets up tracing: `format` lines at `level` (overridden by `SWIPEBOT_LOG` when set) on stderr.
-pub fn init_logging(format: LogFormat, level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("SWIPEBOT_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    use std::io::IsTerminal;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal());
-    let _ = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
-    };
-}
+/// How often the systemd status line is brought up to date.
+const STATUS_EVERY: Duration = Duration::from_secs(5);
 
-fn config_error(e: &ConfigError) -> ExitCode {
-    eprintln!("error: {e}");
+/// Prints a configuration error (in `format`) and returns its exit code.
+fn config_error(e: &dyn std::fmt::Display, format: LogFormat) -> ExitCode {
+    logging::fatal(format, e);
     ExitCode::from(EXIT_CONFIG)
 }
 
@@ -72,7 +63,7 @@ pub fn check_config(path: PathBuf) -> ExitCode {
             print!("{}", s.to_toml());
             ExitCode::SUCCESS
         }
-        Err(e) => config_error(&e),
+        Err(e) => config_error(&e, LogFormat::Text),
     }
 }
 
@@ -102,6 +93,20 @@ fn preflight(settings: &Settings) -> Result<String, ConfigError> {
         key: "state.dir",
         message: e.to_string(),
     })?;
+    if let Some(listen) = &settings.metrics.listen {
+        let addr = crate::metrics::server::parse_listen(listen).map_err(|message| ConfigError::Invalid {
+            key: "metrics.listen",
+            message,
+        })?;
+        std::net::TcpListener::bind(addr).map_err(|e| ConfigError::Invalid {
+            key: "metrics.listen",
+            message: format!("cannot listen on {addr}: {e} (another process on that port?)"),
+        })?;
+    }
+    crate::logging::filter(&settings.log.level).map_err(|e| ConfigError::Invalid {
+        key: "log.level",
+        message: e.to_string(),
+    })?;
     Ok(match scorer.fallback_reason() {
         Some(reason) => format!("{} (CUDA was asked for but cannot be used: {reason})", scorer.device()),
         None => scorer.device().to_string(),
@@ -112,7 +117,7 @@ fn preflight(settings: &Settings) -> Result<String, ConfigError> {
 pub fn run(config: PathBuf, log_format: Option<LogFormat>) -> ExitCode {
     let settings = match Settings::load(&config) {
         Ok(s) => s,
-        Err(e) => return config_error(&e),
+        Err(e) => return config_error(&e, log_format.unwrap_or_default()),
     };
     serve(settings, Some(config), log_format)
 }
@@ -120,10 +125,11 @@ pub fn run(config: PathBuf, log_format: Option<LogFormat>) -> ExitCode {
 /// `swipebot replay DIR`: the config file (or defaults) with the command line's overrides.
 pub fn replay(args: ReplayArgs) -> ExitCode {
     // Validated once the command line has completed it: the file need not name a replay folder.
+    let early_format = args.log_format.unwrap_or_default();
     let mut settings = match &args.config {
         Some(path) => match Settings::read(path) {
             Ok(s) => s,
-            Err(e) => return config_error(&e),
+            Err(e) => return config_error(&e, early_format),
         },
         None => Settings::default(),
     };
@@ -139,7 +145,7 @@ pub fn replay(args: ReplayArgs) -> ExitCode {
         settings.model.threshold = args.threshold;
     }
     if let Err(e) = settings.validate() {
-        return config_error(&e);
+        return config_error(&e, args.log_format.unwrap_or(settings.log.format));
     }
     if let Some(note) = decided_by_another(&settings) {
         eprintln!("note: {note}");
@@ -248,42 +254,54 @@ fn notify(state: &[sd_notify::NotifyState]) {
 
 /// Runs the daemon to completion and maps the outcome to an exit code.
 fn serve(settings: Settings, config_path: Option<PathBuf>, log_format: Option<LogFormat>) -> ExitCode {
-    init_logging(log_format.unwrap_or(settings.log.format), &settings.log.level);
+    let format = log_format.unwrap_or(settings.log.format);
+    if let Err(e) = logging::init(format, &settings.log.level) {
+        return config_error(&e, format);
+    }
+    let fatal = |code: u8, e: &dyn std::fmt::Display| {
+        logging::fatal(format, e);
+        ExitCode::from(code)
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::from(EXIT_FAILURE);
-        }
+        Err(e) => return fatal(EXIT_FAILURE, &format_args!("cannot start the async runtime: {e}")),
     };
     let code = runtime.block_on(async move {
         let shutdown = Shutdown::new();
         if let Err(e) = shutdown.listen_for_signals() {
-            eprintln!("error: cannot listen for signals: {e}");
-            return ExitCode::from(EXIT_FAILURE);
+            return fatal(EXIT_FAILURE, &format_args!("cannot listen for signals: {e}"));
         }
         let source = match make_source(&settings) {
             Ok(s) => s,
-            Err(SetupError::Config { key, message }) => return config_error(&ConfigError::Invalid { key, message }),
-            Err(e) => {
-                // No key is at fault, but a restart will not help either: it needs a person.
-                eprintln!("error: {e}");
-                return ExitCode::from(EXIT_CONFIG);
+            Err(SetupError::Config { key, message }) => {
+                return config_error(&ConfigError::Invalid { key, message }, format)
+            }
+            // No key is at fault, but a restart will not help either: it needs a person.
+            Err(e) => return fatal(EXIT_CONFIG, &e),
+        };
+        let endpoint = match metrics::server::bind(&settings.metrics).await {
+            Ok(l) => l,
+            Err(message) => {
+                let key = "metrics.listen";
+                return config_error(&ConfigError::Invalid { key, message }, format);
             }
         };
+        let metrics_settings = settings.metrics.clone();
         let daemon = match Daemon::start(settings, config_path, source, shutdown.clone()) {
             Ok(d) => Arc::new(d),
-            Err(e) => {
-                eprintln!("error: {e}");
-                // A model, runtime or journal that cannot be loaded needs a person, not a restart;
-                // a full disk or a state directory in use may pass.
-                return ExitCode::from(exit_code(&e, true));
-            }
+            // A model, runtime or journal that cannot be loaded needs a person, not a restart;
+            // a full disk or a state directory in use may pass.
+            Err(e) => return fatal(exit_code(&e, true), &e),
         };
+        if let Some(listener) = endpoint {
+            metrics::server::spawn(listener, Arc::clone(&daemon), &metrics_settings);
+        }
         notify(&[sd_notify::NotifyState::Ready]);
         spawn_reload_on_sighup(Arc::clone(&daemon));
         spawn_watchdog(Arc::clone(&daemon));
+        spawn_status(Arc::clone(&daemon));
         let result = Arc::clone(&daemon).run().await;
+        notify_status(&daemon);
         notify(&[sd_notify::NotifyState::Stopping]);
         match result {
             Ok(summary) => {
@@ -301,10 +319,7 @@ fn serve(settings: Settings, config_path: Option<PathBuf>, log_format: Option<Lo
                 println!("summary: {summary}");
                 ExitCode::SUCCESS
             }
-            Err(e) => {
-                eprintln!("error: {e}");
-                ExitCode::from(exit_code(&e, false))
-            }
+            Err(e) => fatal(exit_code(&e, false), &e),
         }
     });
     // Work still blocking a thread (a read that hangs) must not hold the exit: whatever was to be
@@ -313,6 +328,32 @@ fn serve(settings: Settings, config_path: Option<PathBuf>, log_format: Option<Lo
     code
 }
 
+/// Sends systemd the status line (`systemctl status` shows it).
+fn notify_status(daemon: &Daemon) {
+    let m = metrics::metrics();
+    let line = status::status_line(
+        &daemon.summary(),
+        chrono::Utc::now(),
+        m.rate_limited_until(),
+        m.likes_paused_until(),
+    );
+    notify(&[sd_notify::NotifyState::Status(&line)]);
+}
+
+/// Keeps the systemd status line up to date while the daemon runs (only under systemd).
+fn spawn_status(daemon: Arc<Daemon>) {
+    if std::env::var_os("NOTIFY_SOCKET").is_none() {
+        return;
+    }
+    tokio::spawn(async move {
+        loop {
+            notify_status(&daemon);
+            tokio::time::sleep(STATUS_EVERY).await;
+        }
+    });
+}
+
+/// Reloads on SIGHUP (see [`Daemon::reload`]).
 fn spawn_reload_on_sighup(daemon: Arc<Daemon>) {
     use tokio::signal::unix::{signal, SignalKind};
     let Ok(mut hup) = signal(SignalKind::hangup()) else {

@@ -11,16 +11,31 @@ use crate::vision::error::PhotoError;
 use crate::vision::scorer::{Device, Scorer, ScorerOptions};
 
 /// Command-line arguments of `swipebot`.
+///
+/// `--version` is answered before the command line is parsed ([`asks_for_version`]), so that it
+/// works after any subcommand without that subcommand's required arguments.
 #[derive(Debug, Parser)]
 #[command(
     name = "swipebot",
-    version,
+    disable_version_flag = true,
     about = "Score dating-profile photos with your own GoogLeNet and swipe accordingly"
 )]
 pub struct Cli {
+    /// Print the version, the git commit, the ONNX Runtime library found and its version, and the
+    /// model contract version (after any subcommand too).
+    #[arg(long, short = 'V')]
+    pub version: bool,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// Whether the command line asks for the version: `--version` or `-V` anywhere before a `--`.
+pub fn asks_for_version<I: IntoIterator<Item = std::ffi::OsString>>(args: I) -> bool {
+    args.into_iter()
+        .skip(1)
+        .take_while(|a| a != "--")
+        .any(|a| a == "--version" || a == "-V")
 }
 
 /// The subcommands.
@@ -241,5 +256,22 @@ pub fn score(args: ScoreArgs) -> ExitCode {
         ExitCode::from(EXIT_SOME_FAILED)
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_is_asked_for_after_any_subcommand_but_not_after_a_double_dash() {
+        let asks = |line: &str| asks_for_version(line.split(' ').map(std::ffi::OsString::from));
+        assert!(asks("swipebot --version"));
+        assert!(asks("swipebot run --version"));
+        assert!(asks("swipebot score -V"));
+        assert!(!asks("swipebot score --model m.onnx -- --version"));
+        assert!(!asks("swipebot run --config c.toml"));
+        // The program's own name is not an argument.
+        assert!(!asks("--version run"));
     }
 }

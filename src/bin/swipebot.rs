@@ -11,6 +11,10 @@ fn main() -> ExitCode {
     if std::env::var_os("ORT_DISABLE_TELEMETRY").is_none() {
         std::env::set_var("ORT_DISABLE_TELEMETRY", "1");
     }
+    if swipebot::cli::asks_for_version(std::env::args_os()) {
+        print!("{}", swipebot::version::render());
+        return ExitCode::SUCCESS;
+    }
     match Cli::parse().command {
         Command::Run { config, log_format } => swipebot::app::run(config, log_format),
         Command::Replay(args) => swipebot::app::replay(args),
@@ -29,14 +33,23 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Score(args) => {
-            swipebot::app::init_logging(swipebot::config::LogFormat::Text, "warn");
-            swipebot::cli::score(args)
-        }
-        Command::Compare(args) => {
-            swipebot::app::init_logging(swipebot::config::LogFormat::Text, "warn");
-            swipebot::compare::command::run(args)
-        }
+        Command::Score(args) => match tool_logging() {
+            Ok(()) => swipebot::cli::score(args),
+            Err(code) => code,
+        },
+        Command::Compare(args) => match tool_logging() {
+            Ok(()) => swipebot::compare::command::run(args),
+            Err(code) => code,
+        },
         Command::Stats(args) => swipebot::stats::run(args),
     }
+}
+
+/// Logging of the one-shot tools (`score`, `compare`): warnings and errors on stderr, unless
+/// `SWIPEBOT_LOG` says otherwise; a bad `SWIPEBOT_LOG` is an error.
+fn tool_logging() -> Result<(), ExitCode> {
+    swipebot::logging::init(swipebot::config::LogFormat::Text, "warn").map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::from(swipebot::cli::EXIT_FATAL)
+    })
 }

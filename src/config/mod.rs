@@ -36,6 +36,8 @@ pub struct Settings {
     pub state: StateSettings,
     /// Logging.
     pub log: LogSettings,
+    /// The Prometheus endpoint.
+    pub metrics: MetricsSettings,
 }
 
 /// The configuration is unusable; names the file or key.

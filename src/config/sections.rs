@@ -328,3 +328,35 @@ impl Default for LogSettings {
         }
     }
 }
+
+/// `[metrics]`: the Prometheus endpoint (`/metrics`, `/healthz`). Off unless `listen` is set; every
+/// request comes from outside, so each connection is bounded in time, size and number.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSettings {
+    /// Address and port to serve on, e.g. `127.0.0.1:9464` (port 0 picks a free one, logged at
+    /// start); unset means no endpoint.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+    /// Longest a connection may take, from accepting it to the end of the answer, in seconds.
+    pub request_timeout_secs: u64,
+    /// Connections served at once; more are closed at once.
+    pub max_connections: usize,
+    /// Largest request head (request line and headers) read, in bytes.
+    pub max_request_bytes: usize,
+    /// `/healthz` answers 503 when the daemon has shown no sign of life for this long, in seconds
+    /// (the unit's `WatchdogSec` is the same idea).
+    pub stalled_after_secs: u64,
+}
+
+impl Default for MetricsSettings {
+    fn default() -> Self {
+        MetricsSettings {
+            listen: None,
+            request_timeout_secs: 10,
+            max_connections: 8,
+            max_request_bytes: 8192,
+            stalled_after_secs: 120,
+        }
+    }
+}

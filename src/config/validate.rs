@@ -188,6 +188,31 @@ const BOUNDS: &[Bound] = &[
         min: 0.0,
         max: 300.0,
     },
+    Bound {
+        key: "metrics.request_timeout_secs",
+        value: |s| Some(s.metrics.request_timeout_secs as f64),
+        min: 1.0,
+        max: 300.0,
+    },
+    Bound {
+        key: "metrics.max_connections",
+        value: |s| Some(s.metrics.max_connections as f64),
+        min: 1.0,
+        max: 1024.0,
+    },
+    Bound {
+        // hyper reads no request head in less than 8 KiB.
+        key: "metrics.max_request_bytes",
+        value: |s| Some(s.metrics.max_request_bytes as f64),
+        min: 8192.0,
+        max: 1_048_576.0,
+    },
+    Bound {
+        key: "metrics.stalled_after_secs",
+        value: |s| Some(s.metrics.stalled_after_secs as f64),
+        min: 5.0,
+        max: 86_400.0,
+    },
 ];
 
 /// A check that failed: `key` and what is wrong with it.
@@ -259,6 +284,11 @@ pub(super) fn validate(s: &Settings) -> Result<(), ConfigError> {
         }
         if t.token_env.is_empty() {
             return Err(invalid("source.tinder.token_env", "must name an environment variable"));
+        }
+    }
+    if let Some(listen) = &s.metrics.listen {
+        if let Err(message) = crate::metrics::server::parse_listen(listen) {
+            return Err(invalid("metrics.listen", message));
         }
     }
     if tracing_subscriber::EnvFilter::try_new(&s.log.level).is_err() {

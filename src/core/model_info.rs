@@ -6,6 +6,10 @@
 
 use crate::preprocess::{Channels, Recipe};
 
+/// Version of this contract (the names, metadata keys and class order below): raised when a change
+/// means a model of the old contract can no longer be scored as it was. `swipebot --version` shows it.
+pub const CONTRACT_VERSION: u32 = 1;
+
 /// Name of the graph input: float32 `[N, C, H, W]`, pixel values 0..=255 after resize and crop.
 pub const INPUT_NAME: &str = "pixels";
 /// Name of the graph output: float32 `[N, classes]` softmax probabilities.

@@ -171,7 +171,12 @@ impl Context {
     /// Waits until a deadline the source set, brought within the floor and the ceiling of
     /// [`Waits`]; false if stopping.
     pub async fn wait_for_source(&self, until: chrono::DateTime<Utc>) -> bool {
-        self.wait_until(self.waits.deadline(until, Utc::now())).await
+        let deadline = self.waits.deadline(until, Utc::now());
+        let metrics = crate::metrics::metrics();
+        metrics.rate_limit_wait(deadline);
+        let waited = self.wait_until(deadline).await;
+        metrics.rate_limit_over(deadline);
+        waited
     }
 
     /// Awaits `work` that waits on purpose (the pacer, a source retrying with backoff), keeping
@@ -259,6 +264,7 @@ impl Context {
         let decision = record.decision;
         self.journal.record(record).await?;
         self.stats.decided(decision);
+        crate::metrics::metrics().decided(decision, self.source.name());
         self.beat();
         Ok(())
     }

@@ -8,6 +8,7 @@ use std::sync::Mutex;
 use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::journal::JournalError;
+use crate::metrics::metrics;
 
 /// File in the state directory holding the time likes may resume (RFC 3339), while paused.
 pub const LIKES_PAUSED_FILE: &str = "likes_paused_until";
@@ -71,6 +72,8 @@ impl LikeGate {
         if let Some(until) = paused_until {
             tracing::warn!(%until, "likes are paused (the source said so before the last stop); passes go on");
         }
+        metrics().likes_paused(paused_until);
+        metrics().likes_today(sent_today);
         Ok(LikeGate {
             path,
             state: Mutex::new(GateState {
@@ -89,6 +92,9 @@ impl LikeGate {
         if let Some(until) = s.paused_until.filter(|u| *u > now) {
             return Some(LikeHold::Paused(until));
         }
+        if s.paused_until.take().is_some() {
+            metrics().likes_paused(None);
+        }
         (s.sent_today >= budget).then(|| LikeHold::BudgetSpent(crate::pacing::next_budget_reset(now)))
     }
 
@@ -97,6 +103,7 @@ impl LikeGate {
         let mut s = self.state.lock().expect("like gate lock");
         s.roll(at);
         s.sent_today += 1;
+        metrics().likes_today(s.sent_today);
     }
 
     /// Pauses likes until `until` (a later pause already in force stays), and persists it.
@@ -112,6 +119,7 @@ impl LikeGate {
             }
         })?;
         s.paused_until = Some(until);
+        metrics().likes_paused(Some(until));
         tracing::warn!(%until, "the source says no more likes until then; likes wait, passes go on");
         Ok(())
     }
@@ -123,6 +131,7 @@ impl GateState {
         if now.date_naive() != self.day {
             self.day = now.date_naive();
             self.sent_today = 0;
+            metrics().likes_today(0);
         }
     }
 }

@@ -4,8 +4,8 @@
 //! One concern a file: [`live`] (what SIGHUP swaps), `context` (what the profile tasks share),
 //! `profile` (deciding one profile), `swipe` (sending one swipe under the pacer), [`likes`] (the
 //! daily like budget and the source's pause on likes), `restart`
-//! (resending the swipes a crash left unacknowledged), [`summary`] (counters and the summary), and
-//! this file, the fetch loop and its drain.
+//! (resending the swipes a crash left unacknowledged), [`summary`] (counters and the summary),
+//! [`status`] (the systemd status line), and this file, the fetch loop and its drain.
 
 mod context;
 mod error;
@@ -13,6 +13,7 @@ pub mod likes;
 pub mod live;
 mod profile;
 mod restart;
+pub mod status;
 pub mod summary;
 mod swipe;
 
@@ -26,9 +27,11 @@ use tokio::task::JoinSet;
 
 use crate::config::{OnUnauthorized, Settings};
 use crate::journal::{Claim, Journal, JournalHandle};
+use crate::metrics::metrics;
 use crate::profile::Decision;
 use crate::shutdown::Shutdown;
 use crate::source::{Candidates, ProfileSource, Rejected, SourceError};
+use crate::vision::service::ScoringService;
 use context::{Context, ContextParts, Waits};
 
 pub use error::DaemonError;
@@ -61,6 +64,8 @@ impl Daemon {
         let (journal, unresolved) = JournalHandle::new(Journal::open(&settings.state.dir)?);
         let now = Utc::now();
         let likes = likes::LikeGate::open(&settings.state.dir, journal.likes_on(now.date_naive()), now)?;
+        metrics().source_started(source.name());
+        publish(&live);
         tracing::info!(
             source = source.name(),
             model = %settings.model.path.display(),
@@ -102,6 +107,7 @@ impl Daemon {
 
     /// Puts `live` in charge of new profiles (SIGHUP).
     fn install(&self, live: Live) {
+        publish(&live);
         let _ = self.live_tx.send(Arc::new(live));
         self.tell_source();
     }
@@ -158,6 +164,19 @@ impl Daemon {
         self.ctx.heartbeat_age()
     }
 
+    /// The scoring threads of the model in charge (the health check asks them).
+    pub fn scoring(&self) -> Arc<ScoringService> {
+        Arc::clone(&self.ctx.live.borrow().scoring)
+    }
+
+    /// The counts so far (the status line; the summary at the end of a run).
+    pub fn summary(&self) -> Summary {
+        self.ctx.stats.summary(
+            self.ctx.started.elapsed().as_secs_f64(),
+            self.ctx.shutdown.is_triggered(),
+        )
+    }
+
     /// Runs until the source is exhausted or a signal arrives; returns the summary.
     pub async fn run(self: Arc<Self>) -> Result<Summary, DaemonError> {
         let ctx = Arc::clone(&self.ctx);
@@ -170,9 +189,7 @@ impl Daemon {
         if let Some(e) = ctx.take_fatal() {
             return Err(e);
         }
-        Ok(ctx
-            .stats
-            .summary(ctx.started.elapsed().as_secs_f64(), ctx.shutdown.is_triggered()))
+        Ok(self.summary())
     }
 
     /// The fetch loop: asks the source for candidates and starts a task per new profile, at most
@@ -208,7 +225,9 @@ impl Daemon {
                         };
                         let live = ctx.live.borrow().clone();
                         let task_ctx = Arc::clone(ctx);
+                        let in_flight = metrics().in_flight();
                         tasks.spawn(async move {
+                            let _in_flight = in_flight;
                             let id = profile.id.clone();
                             profile::process(&task_ctx, &live, profile).await;
                             // Recorded (or left as an intent) by now, unless abandoned or stopped.
@@ -289,6 +308,18 @@ impl Daemon {
     }
 }
 
+/// Shows `live`'s model, device and like budget on the metrics page (at start and after a reload).
+fn publish(live: &Live) {
+    let info = live.scoring.info();
+    metrics().model(
+        live.scoring.model_sha256(),
+        info.input_size,
+        info.recipe.channels.count() as u32,
+        &live.scoring.device().to_string(),
+    );
+    metrics().like_budget(live.pacer.daily_like_budget);
+}
+
 /// Claims a profile the source offered; false (counted, logged at debug) when it was decided before
 /// or is being decided now, so the same profile is never decided or swiped twice.
 fn claim(ctx: &Context, id: &str) -> bool {
@@ -296,11 +327,13 @@ fn claim(ctx: &Context, id: &str) -> bool {
         Claim::New => true,
         Claim::Decided => {
             ctx.stats.already_decided();
+            metrics().dropped("already_decided");
             tracing::debug!(profile = %id, "offered again after it was decided; dropped");
             false
         }
         Claim::InFlight => {
             ctx.stats.repeat();
+            metrics().dropped("in_flight");
             tracing::debug!(profile = %id, "offered again while being decided; dropped");
             false
         }

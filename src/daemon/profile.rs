@@ -7,6 +7,8 @@ use crate::daemon::context::Context;
 use crate::daemon::live::Live;
 use crate::daemon::swipe::{send_swipe, SwipeResult};
 use crate::journal::Record;
+use crate::metrics::metrics;
+use crate::metrics::registry::PhotoResult;
 use crate::policy;
 use crate::profile::{Decision, PhotoScore, Profile};
 use crate::vision::error::PhotoError;
@@ -39,6 +41,7 @@ pub(crate) async fn process(ctx: &Context, live: &Live, profile: Profile) {
     };
     ctx.engine_ok();
     let mut decision = live.policy.decide(&profile, &scores);
+    metrics().decision_latency(start.elapsed());
     // A share of likes goes out as passes, so the pattern of swipes looks human.
     let mixed_pass =
         decision == Decision::Like && live.pass_fraction > 0.0 && rand::random::<f64>() < live.pass_fraction;
@@ -91,7 +94,12 @@ async fn conclude(ctx: &Context, record: Record, start: Instant) {
 async fn fetch_and_score(ctx: &Context, live: &Live, profile: &Profile, photo: &str) -> Result<PhotoScore, PhotoError> {
     let bytes = {
         let _slot = ctx.photo_slots.acquire().await.expect("semaphore open");
-        tokio::time::timeout(ctx.photo_timeout, ctx.source.photo(profile, photo)).await
+        let started = Instant::now();
+        let bytes = tokio::time::timeout(ctx.photo_timeout, ctx.source.photo(profile, photo)).await;
+        if let Ok(Ok(_)) = &bytes {
+            metrics().download_time(started.elapsed());
+        }
+        bytes
     };
     let result = match bytes {
         Err(_) => Err(PhotoError::TimedOut {
@@ -100,6 +108,10 @@ async fn fetch_and_score(ctx: &Context, live: &Live, profile: &Profile, photo: &
         Ok(Err(e)) => Err(PhotoError::Fetch(e)),
         Ok(Ok(bytes)) => live.scoring.decode_and_score(bytes).await,
     };
+    metrics().photo(match &result {
+        Ok(_) => PhotoResult::Scored,
+        Err(e) => PhotoResult::of(e),
+    });
     match result {
         Err(e) if e.is_engine_fault() => Err(e),
         Ok(score) => {

@@ -9,6 +9,8 @@ use chrono::Utc;
 use crate::daemon::context::Context;
 use crate::daemon::likes::LikeHold;
 use crate::daemon::live::Live;
+use crate::metrics::metrics;
+use crate::metrics::registry::answer;
 use crate::profile::{Decision, Profile, SwipeOutcome};
 use crate::source::SourceError;
 
@@ -51,6 +53,7 @@ pub(crate) async fn send_swipe(ctx: &Context, live: &Live, profile: &Profile, de
         let answer = ctx
             .patiently(ctx.source.swipe(profile, decision), ctx.source.longest_call())
             .await;
+        metrics().swipe(decision, answer_label(&answer));
         match answer {
             Ok(outcome) => {
                 if is_like && remote {
@@ -91,6 +94,19 @@ pub(crate) async fn send_swipe(ctx: &Context, live: &Live, profile: &Profile, de
             }
             Err(e @ (SourceError::Permanent(_) | SourceError::Setup(_))) => return SwipeResult::Failed(e.to_string()),
         }
+    }
+}
+
+/// The `answer` label of the source's answer to a swipe.
+fn answer_label(answer: &Result<SwipeOutcome, SourceError>) -> &'static str {
+    match answer {
+        Ok(outcome) if outcome.matched => answer::MATCH,
+        Ok(_) => answer::NO_MATCH,
+        Err(SourceError::OutOfLikes { .. }) => answer::OUT_OF_LIKES,
+        Err(SourceError::RateLimited { .. }) => answer::RATE_LIMITED,
+        Err(SourceError::Transient(_)) => answer::TRANSIENT,
+        Err(SourceError::Unauthorized(_)) => answer::UNAUTHORIZED,
+        Err(SourceError::Permanent(_) | SourceError::Setup(_)) => answer::REFUSED,
     }
 }
 

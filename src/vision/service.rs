@@ -10,6 +10,7 @@ use tokio::sync::{mpsc, oneshot};
 use swipebot_core::model_info::ModelInfo;
 use swipebot_core::preprocess::{self, Limits};
 
+use crate::metrics::metrics;
 use crate::vision::error::PhotoError;
 use crate::vision::scorer::{Device, Scorer, ScorerError, ScorerOptions};
 
@@ -111,12 +112,25 @@ impl ScoringService {
             .await
             .expect("the decode semaphore is never closed");
         let input = tokio::task::spawn_blocking(move || {
+            let started = std::time::Instant::now();
             let mut input = Vec::with_capacity(recipe.input_len());
-            preprocess::prepare(&bytes, &recipe, &limits, &mut input).map(|()| input)
+            let prepared = preprocess::prepare(&bytes, &recipe, &limits, &mut input).map(|()| input);
+            metrics().decode_time(started.elapsed());
+            prepared
         })
         .await
         .map_err(|e| PhotoError::Engine(format!("the decoder task failed: {e}")))??;
         self.score_prepared(input).await
+    }
+
+    /// Scores one blank input within `timeout`: whether the scoring threads answer at all (the
+    /// health check).
+    pub async fn probe(&self, timeout: std::time::Duration) -> Result<(), PhotoError> {
+        let input = vec![0.0; self.info.recipe.input_len()];
+        match tokio::time::timeout(timeout, self.score_prepared(input)).await {
+            Ok(answer) => answer.map(|_| ()),
+            Err(_) => Err(PhotoError::Engine(format!("no score within {} s", timeout.as_secs()))),
+        }
     }
 
     /// Scores one already-prepared input.
@@ -155,7 +169,10 @@ fn run_thread(mut scorer: Scorer, rx: &Mutex<mpsc::Receiver<Job>>, batch_size: u
         for job in &jobs {
             data.extend_from_slice(&job.input);
         }
-        match scorer.score(&data) {
+        let started = std::time::Instant::now();
+        let scored = scorer.score(&data);
+        metrics().inference(jobs.len(), started.elapsed());
+        match scored {
             Ok(scores) => {
                 for (job, score) in jobs.drain(..).zip(scores) {
                     let _ = job.reply.send(PhotoError::check_score(score));

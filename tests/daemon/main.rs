@@ -7,9 +7,12 @@ mod common;
 mod account;
 mod compare;
 mod faults;
+mod metrics;
 mod replay;
 mod score_cli;
+mod systemd;
 mod tinder;
+mod version;
 
 /// Every `.rs` file of tests/daemon is one of the modules above, and every folder under tests/ is a
 /// group some package builds (or the helpers and fixtures): a test file left out would never run.

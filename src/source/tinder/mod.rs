@@ -20,6 +20,7 @@ use reqwest::StatusCode;
 use serde_json::Value;
 
 use crate::config::{RecsApi, TinderSettings};
+use crate::metrics::metrics;
 use crate::profile::{Decision, Profile, SwipeOutcome};
 use crate::source::address::AddressPolicy;
 use crate::source::{photo, Candidates, PhotoNeeds, ProfileSource, SetupError, SourceError};
@@ -140,11 +141,13 @@ impl TinderSource {
         tokio::time::sleep(jittered).await;
     }
 
-    /// GETs an API path and parses its JSON, retrying what is worth retrying.
-    async fn get_json(&self, url: reqwest::Url, what: &str) -> Result<Value, SourceError> {
+    /// GETs an API path and parses its JSON, retrying what is worth retrying; each request is
+    /// counted under `endpoint` with its status.
+    async fn get_json(&self, url: reqwest::Url, what: &str, endpoint: &'static str) -> Result<Value, SourceError> {
         let mut attempt = 0;
         loop {
             let result = self.http.get(url.clone()).headers(self.auth_headers()?).send().await;
+            metrics().api_request(endpoint, result.as_ref().ok().map(|r| r.status().as_u16()));
             let retry_reason = match result {
                 Err(e) => format!("{what}: {}", photo::without_url(&e)),
                 Ok(response) => {
@@ -188,6 +191,7 @@ impl TinderSource {
                 )));
             }
             tracing::debug!(attempt, "{retry_reason}; retrying");
+            metrics().api_retry(endpoint);
             self.backoff(attempt).await;
             attempt += 1;
         }
@@ -264,7 +268,7 @@ impl ProfileSource for TinderSource {
             RecsApi::V2 => self.url(&["v2", "recs", "core"]),
             RecsApi::V1 => self.url(&["user", "recs"]),
         };
-        let body = self.get_json(url, "fetching recommendations").await?;
+        let body = self.get_json(url, "fetching recommendations", "recs").await?;
         let side = self.photo_side.load(Ordering::Relaxed);
         let backoff_wait = |reason: &str| {
             let mut b = self.empty_backoff.lock().expect("backoff lock");
@@ -315,6 +319,7 @@ impl ProfileSource for TinderSource {
             match photo::fetch(client, &parsed, headers, self.max_photo_bytes, self.photo_addresses).await {
                 Err(SourceError::Transient(e)) if attempt < self.settings.max_retries.min(2) => {
                     tracing::debug!(attempt, "{e}; retrying");
+                    metrics().api_retry("photo");
                     self.backoff(attempt).await;
                     attempt += 1;
                 }
@@ -330,7 +335,11 @@ impl ProfileSource for TinderSource {
             Decision::Skip => return Err(SourceError::Permanent("a skip is never sent".into())),
         };
         let body = self
-            .get_json(self.url(&[action, &profile.id]), &format!("{action} {}", profile.id))
+            .get_json(
+                self.url(&[action, &profile.id]),
+                &format!("{action} {}", profile.id),
+                action,
+            )
             .await?;
         parse_swipe(
             &body,
