@@ -2,7 +2,7 @@
 //! itself journals when it replays the same profiles with the same models.
 
 use std::collections::{BTreeSet, HashMap};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use serde_json::Value;
@@ -71,10 +71,11 @@ fn decisions(c: &Value, run: usize) -> HashMap<String, Decision> {
         .collect()
 }
 
-#[test]
-fn compare_decides_as_the_daemon_does_caches_scores_and_measures_labels() {
+/// The demo's recorded profiles (`count` of them) in a temporary folder, and two untrained models
+/// that score them differently (grayscale and RGB, input 64).
+fn demo(count: usize) -> (tempfile::TempDir, PathBuf, PathBuf, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
+    let d = dir.path().to_path_buf();
     ok(&[
         "demo-data",
         "--out",
@@ -82,9 +83,17 @@ fn compare_decides_as_the_daemon_does_caches_scores_and_measures_labels() {
         "--per-class",
         "2",
         "--profiles",
-        "24",
+        &count.to_string(),
     ]);
-    let profiles = d.join("profiles");
+    let a = untrained_model(&d.join("models"), 64, true);
+    let b = untrained_model(&d.join("models"), 64, false);
+    (dir, d.join("profiles"), a, b)
+}
+
+#[test]
+fn compare_decides_as_the_daemon_does_caches_scores_and_measures_labels() {
+    let (dir, profiles, a, b) = demo(24);
+    let d = dir.path();
     // A profile whose photo was never recorded: compare must not fetch it.
     let remote = profiles.join("remote");
     std::fs::create_dir(&remote).unwrap();
@@ -93,8 +102,6 @@ fn compare_decides_as_the_daemon_does_caches_scores_and_measures_labels() {
         r#"{"id":"remote","name":"R","photos":["http://127.0.0.1:9/never.jpg"]}"#,
     )
     .unwrap();
-    let a = untrained_model(&d.join("models"), 64, true);
-    let b = untrained_model(&d.join("models"), 64, false);
     let cache = d.join("cache");
     let (a_s, b_s, cache_s, profiles_s) = (
         a.to_str().unwrap(),
@@ -290,20 +297,8 @@ fn compare_decides_as_the_daemon_does_caches_scores_and_measures_labels() {
 
 #[test]
 fn stats_sum_the_journal_and_a_replay_over_another_models_decisions_points_to_compare() {
-    let dir = tempfile::tempdir().unwrap();
+    let (dir, profiles, a, b) = demo(12);
     let d = dir.path();
-    ok(&[
-        "demo-data",
-        "--out",
-        d.to_str().unwrap(),
-        "--per-class",
-        "2",
-        "--profiles",
-        "12",
-    ]);
-    let profiles = d.join("profiles");
-    let a = untrained_model(&d.join("models"), 64, true);
-    let b = untrained_model(&d.join("models"), 64, false);
     let state = d.join("state");
     let (first, journal) = replay(&profiles, &a, 0.5, &state);
     assert!(!String::from_utf8_lossy(&first.stderr).contains("note:"));
