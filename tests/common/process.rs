@@ -1,6 +1,8 @@
 //! Child processes of the tests and benchmarks: bounded waits, signals, peak memory.
 
+use std::io::Read;
 use std::process::{Child, Command, ExitStatus};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Waits for `child` to exit; kills it and panics, naming `limit`, if it runs longer.
@@ -72,4 +74,21 @@ pub fn rerun_test_under_umask(test: &str, umask: &str, env: (&str, &std::ffi::Os
     let log = String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{test} under umask {umask} failed:\n{log}");
     assert!(log.contains("1 passed"), "the child ran no test:\n{log}");
+}
+
+/// Reads a child's stderr into a shared string, on a thread of its own, until the child closes it.
+pub fn collect_stderr(child: &mut Child) -> (Arc<Mutex<String>>, std::thread::JoinHandle<()>) {
+    let log = Arc::new(Mutex::new(String::new()));
+    let sink = Arc::clone(&log);
+    let mut pipe = child.stderr.take().expect("the child's stderr is piped");
+    let reader = std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = pipe.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+    (log, reader)
 }

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -328,23 +328,6 @@ impl Held {
     }
 }
 
-/// Reads a child's stderr into a shared string.
-fn collect_stderr(child: &mut Child) -> (Arc<Mutex<String>>, std::thread::JoinHandle<()>) {
-    let log = Arc::new(Mutex::new(String::new()));
-    let sink = Arc::clone(&log);
-    let mut pipe = child.stderr.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = pipe.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
-        }
-    });
-    (log, reader)
-}
-
 /// Polls `what` every 50 ms until it gives a value, for at most `limit`.
 fn eventually<T>(limit: Duration, mut what: impl FnMut() -> Option<T>, failure: impl Fn() -> String) -> T {
     let start = Instant::now();
@@ -409,7 +392,7 @@ fn a_running_replay_serves_metrics_promtool_accepts_that_agree_with_the_journal_
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let (log, reader) = collect_stderr(&mut child);
+    let (log, reader) = common::process::collect_stderr(&mut child);
     let show = || log.lock().unwrap().clone();
     let addr = eventually(Duration::from_secs(60), || endpoint_in(&log.lock().unwrap()), show);
 
