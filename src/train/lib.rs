@@ -16,6 +16,7 @@ mod console;
 pub mod data;
 pub mod export;
 pub mod googlenet;
+pub mod init;
 pub mod model;
 pub mod outputs;
 pub mod report;
