@@ -208,6 +208,18 @@ const BOUNDS: &[Bound] = &[
         max: 1_048_576.0,
     },
     Bound {
+        key: "console.page_size",
+        value: |s| Some(s.console.page_size as f64),
+        min: 1.0,
+        max: 500.0,
+    },
+    Bound {
+        key: "console.max_body_bytes",
+        value: |s| Some(s.console.max_body_bytes as f64),
+        min: 1024.0,
+        max: 1_048_576.0,
+    },
+    Bound {
         key: "metrics.stalled_after_secs",
         value: |s| Some(s.metrics.stalled_after_secs as f64),
         min: 5.0,
@@ -290,6 +302,9 @@ pub(super) fn validate(s: &Settings) -> Result<(), ConfigError> {
         if let Err(message) = crate::metrics::server::parse_listen(listen) {
             return Err(invalid("metrics.listen", message));
         }
+    }
+    if let Err(message) = crate::metrics::server::parse_listen(&s.console.listen) {
+        return Err(invalid("console.listen", message));
     }
     if tracing_subscriber::EnvFilter::try_new(&s.log.level).is_err() {
         return Err(invalid(
