@@ -32,6 +32,8 @@ pub struct Entry {
     pub best: Option<f32>,
     /// The threshold of the decision.
     pub threshold: f32,
+    /// The photos that were scored (the ones label mode offers).
+    pub scored: Box<[Box<str>]>,
     /// The UTC day of the decision.
     pub day: NaiveDate,
 }
@@ -211,6 +213,14 @@ impl JournalIndex {
             model: model.min(u16::MAX as usize) as u16,
             best: r.scores.iter().filter_map(|s| s.score()).reduce(f32::max),
             threshold: r.threshold,
+            scored: r
+                .scores
+                .iter()
+                .filter_map(|s| match s {
+                    crate::profile::PhotoScore::Scored { photo, .. } => Some(photo.as_str().into()),
+                    crate::profile::PhotoScore::Failed { .. } => None,
+                })
+                .collect(),
             day,
         });
     }

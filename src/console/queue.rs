@@ -1,8 +1,8 @@
 //! The order of label mode: profiles where the user and the bot most likely disagree come first.
 //! First those where a label the user already gave contradicts the photo's score (a liked photo
 //! below the threshold, a noped one at or above it), then the rest by how near their best photo
-//! scored to the threshold. Only decided profiles with a scored photo and a recorded photo still
-//! unlabelled are in the queue.
+//! scored to the threshold. Only profiles with a scored, recorded photo still unlabelled are in the
+//! queue (a photo that could not be scored is not offered: `train` could not read it either).
 
 use std::cmp::Ordering;
 use std::collections::HashSet;
@@ -80,11 +80,11 @@ pub fn next(index: &JournalIndex, profiles: &Profiles, labels: &LabelStore, afte
         let Some(recorded) = profiles.get(&entry.profile_id) else {
             continue;
         };
-        let open = recorded
-            .profile
-            .photos
-            .iter()
-            .any(|p| is_recorded(p) && labels.get(&entry.profile_id, p).is_none());
+        let open = entry.scored.iter().any(|p| {
+            is_recorded(p)
+                && recorded.profile.photos.iter().any(|q| q == &**p)
+                && labels.get(&entry.profile_id, p).is_none()
+        });
         if !open {
             continue;
         }

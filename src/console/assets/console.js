@@ -12,8 +12,12 @@
   const profileId = main.dataset.profileId;
   const prev = main.dataset.prev;
   const status = document.getElementById("status");
-  // Only the photos that are recorded files can be labelled (the others have no image to judge).
-  const photos = Array.from(main.querySelectorAll("figure.photo")).filter((f) => f.querySelector("img"));
+  // Only recorded photos the bot could score are offered (the others have no image to judge, or one
+  // that `train` could not read either).
+  const photos = Array.from(main.querySelectorAll("figure.photo")).filter(
+    (f) => f.querySelector("img") && f.dataset.score !== ""
+  );
+  photos.forEach((f) => f.classList.add("labellable"));
   // Labels given on this page, in order: [{photo, label, figure}].
   const given = [];
   let current = 0;
