@@ -42,7 +42,7 @@ impl Drop for Console {
 
 /// Starts the console on a free port and reads its address from its first lines.
 fn console(state: &Path, profiles: &Path) -> Console {
-    let mut child = Command::new(bin("swipebot"))
+    let child = Command::new(bin("swipebot"))
         .args(["console", "--listen", "127.0.0.1:0", "--state-dir"])
         .arg(state)
         .arg("--record-dir")
@@ -52,6 +52,11 @@ fn console(state: &Path, profiles: &Path) -> Console {
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap();
+    started(child)
+}
+
+/// Waits for a console started with a piped stdout to print its address.
+fn started(mut child: Child) -> Console {
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let base = loop {
         let line = lines.next().expect("the console prints its address").unwrap();
@@ -74,11 +79,13 @@ fn profiles(dir: &Path) -> PathBuf {
     let hostile = profiles.join("hostile");
     std::fs::create_dir_all(&hostile).unwrap();
     std::fs::copy(profiles.join("0000/0.jpg"), hostile.join("1.jpg")).unwrap();
+    // A photo named out of its folder, and a link out of it: neither is ever read.
+    std::os::unix::fs::symlink(profiles.join("0001/0.jpg"), hostile.join("link.jpg")).unwrap();
     let profile = Profile {
         id: "hostile".into(),
         name: HOSTILE_NAME.into(),
         bio: HOSTILE_BIO.into(),
-        photos: vec!["1.jpg".into()],
+        photos: vec!["1.jpg".into(), "../0000/0.jpg".into(), "link.jpg".into()],
         placeholder: false,
         extra: Default::default(),
     };
@@ -208,6 +215,13 @@ async fn the_console_shows_the_journal_labels_by_keyboard_and_exports_a_dataset_
     assert!(!page[3].as_str().unwrap().contains(API_TOKEN));
     browser.screenshot(&shots.join("decisions.png")).await;
 
+    // A profile's own page: the same card, large.
+    browser.goto(&format!("{}/profile?id=hostile", console.base)).await;
+    let large = browser
+        .eval("const c = document.querySelectorAll('article.card.large'); return [c.length, c[0].querySelector('.bio').textContent, document.scripts.length]")
+        .await;
+    assert_eq!(large, serde_json::json!([1, HOSTILE_BIO, 1]));
+
     // The filter and the search.
     browser.goto(&format!("{}/?decision=like", console.base)).await;
     let liked: Vec<Value> = serde_json::from_value(browser.eval(CARDS).await).unwrap();
@@ -335,7 +349,13 @@ async fn the_console_shows_the_journal_labels_by_keyboard_and_exports_a_dataset_
         assert_eq!(request.send().await.unwrap().status(), 403, "{origin:?}");
     }
     assert_eq!(std::fs::read(&labels_file).unwrap(), before);
-    for photo in ["../0000/0.jpg", "profile.json", "/etc/passwd"] {
+    let served = http
+        .get(format!("{}/photo?id=hostile&photo=1.jpg", console.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(served.headers()["content-type"], "image/jpeg");
+    for photo in ["../0000/0.jpg", "link.jpg", "profile.json", "/etc/passwd"] {
         let url = format!("{}/photo?id=hostile&photo={}", console.base, photo.replace('/', "%2F"));
         assert_eq!(http.get(url).send().await.unwrap().status(), 404, "{photo}");
     }
@@ -404,4 +424,61 @@ async fn the_console_shows_the_journal_labels_by_keyboard_and_exports_a_dataset_
     assert!(out.status.success(), "train: {}", String::from_utf8_lossy(&out.stderr));
     assert!(trained.is_file());
     println!("screenshots in {}", shots.display());
+}
+
+#[tokio::test]
+async fn off_loopback_the_console_needs_a_password_and_then_asks_for_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let refused = Command::new(bin("swipebot"))
+        .args(["console", "--listen", "0.0.0.0:0", "--state-dir"])
+        .arg(&state)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("console.password_file"), "{stderr}");
+
+    // With a password (from the config, next to its journal and replay folder), every request
+    // needs it.
+    std::fs::create_dir_all(dir.path().join("profiles")).unwrap();
+    std::fs::write(dir.path().join("password"), "a long enough secret\n").unwrap();
+    let config = dir.path().join("swipebot.toml");
+    std::fs::write(
+        &config,
+        "[source]\nreplay_dir = \"profiles\"\n[state]\ndir = \"state\"\n[console]\nlisten = \"127.0.0.1:0\"\npassword_file = \"password\"\npage_size = 10\n",
+    )
+    .unwrap();
+    let console = started(
+        Command::new(bin("swipebot"))
+            .args(["console", "--config"])
+            .arg(&config)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let http = reqwest::Client::new();
+    let url = format!("{}/", console.base);
+    let anonymous = http.get(&url).send().await.unwrap();
+    assert_eq!(anonymous.status(), 401);
+    assert!(anonymous.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .starts_with("Basic"));
+    let wrong = http
+        .get(&url)
+        .basic_auth("me", Some("not the secret"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+    let right = http
+        .get(&url)
+        .basic_auth("me", Some("a long enough secret"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(right.status(), 200);
+    assert!(right.text().await.unwrap().contains("0</span> profile(s)"));
 }

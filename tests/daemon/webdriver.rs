@@ -184,13 +184,31 @@ impl Drop for Session {
         use std::io::{Read, Write};
         let rest = self.url.trim_start_matches("http://");
         let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-        if let Ok(mut stream) = std::net::TcpStream::connect(host) {
-            let _ = stream.set_read_timeout(Some(TIMEOUT));
-            let _ = write!(
-                stream,
-                "DELETE {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-            );
-            let _ = stream.read_to_end(&mut Vec::new());
+        let Ok(mut stream) = std::net::TcpStream::connect(host) else {
+            return;
+        };
+        let _ = stream.set_read_timeout(Some(TIMEOUT));
+        let _ = write!(
+            stream,
+            "DELETE {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\n\r\n"
+        );
+        // Read the answer's head and its Content-Length of body (the driver may keep the
+        // connection open): the browser is closed once it has answered.
+        let mut answer = Vec::new();
+        let mut chunk = [0u8; 4096];
+        while let Ok(n @ 1..) = stream.read(&mut chunk) {
+            answer.extend_from_slice(&chunk[..n]);
+            let text = String::from_utf8_lossy(&answer).to_ascii_lowercase();
+            if let Some(end) = text.find("\r\n\r\n") {
+                let length = text[..end]
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse::<usize>().ok())
+                    .unwrap_or(0);
+                if answer.len() >= end + 4 + length {
+                    break;
+                }
+            }
         }
     }
 }
