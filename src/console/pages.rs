@@ -26,6 +26,9 @@ pub struct Card<'a> {
     pub recorded: Option<&'a Recorded>,
     /// The label in force of each photo of `record.scores`, in the same order.
     pub labels: Vec<Option<Label>>,
+    /// Whether each photo of `record.scores` is a file the console can serve (see
+    /// [`super::profiles::Recorded::can_serve`]), in the same order.
+    pub served: Vec<bool>,
 }
 
 /// What the header shows: totals and the last days.
@@ -67,6 +70,13 @@ pub fn url_encode(text: &str) -> String {
         }
     }
     out
+}
+
+/// The photo a score is of, as the profile names it.
+pub fn photo_name(score: &PhotoScore) -> &str {
+    match score {
+        PhotoScore::Scored { photo, .. } | PhotoScore::Failed { photo, .. } => photo,
+    }
 }
 
 /// The first 12 hex digits of a SHA-256.
@@ -292,9 +302,7 @@ pub fn card_html(card: &Card, large: bool) -> String {
     out.push_str("<div class=\"photos\">");
     let best = deciding(r);
     for (i, s) in r.scores.iter().enumerate() {
-        let photo = match s {
-            PhotoScore::Scored { photo, .. } | PhotoScore::Failed { photo, .. } => photo,
-        };
+        let photo = photo_name(s);
         let label = card.labels.get(i).copied().flatten();
         let _ = write!(
             out,
@@ -305,7 +313,7 @@ pub fn card_html(card: &Card, large: bool) -> String {
             label.map_or("", Label::as_str)
         );
         match card.recorded {
-            Some(rec) if is_recorded(photo) && rec.profile.photos.contains(photo) => {
+            Some(_) if card.served.get(i).copied().unwrap_or(false) => {
                 let _ = write!(
                     out,
                     "<img src=\"/photo?id={}&amp;photo={}\" alt=\"photo {}\" loading=\"lazy\">",
@@ -314,6 +322,9 @@ pub fn card_html(card: &Card, large: bool) -> String {
                     i + 1
                 );
             }
+            Some(_) if is_recorded(photo) => out.push_str(
+                "<div class=\"missing\">no photo file inside the profile's folder to show</div>",
+            ),
             _ => out.push_str(
                 "<div class=\"missing\">photo not recorded: set <code>source.record_dir</code> to keep the photos the daemon sees</div>",
             ),
@@ -392,6 +403,7 @@ mod tests {
             record,
             recorded: Some(&recorded),
             labels: vec![Some(Label::Like), None],
+            served: vec![true, false],
         };
         let html = card_html(&card, false);
         assert!(!html.contains("<script") && !html.contains("<img src=x"), "{html}");

@@ -21,6 +21,19 @@ pub struct Recorded {
     pub folder: PathBuf,
 }
 
+impl Recorded {
+    /// Whether `photo` is one of the profile's photos and a regular file inside its folder once
+    /// links are followed: what the console serves (the bytes are checked again when served).
+    pub fn can_serve(&self, photo: &str) -> bool {
+        is_recorded(photo)
+            && self.profile.photos.iter().any(|p| p == photo)
+            && match (self.folder.join(photo).canonicalize(), self.folder.canonicalize()) {
+                (Ok(real), Ok(folder)) => real.starts_with(folder) && real.is_file(),
+                _ => false,
+            }
+    }
+}
+
 /// The record folder, read as far as it has been listed.
 #[derive(Debug)]
 pub struct Profiles {
@@ -128,7 +141,17 @@ mod tests {
         write_profile(&dir.path().join("0002"), &profile("p2")).unwrap();
         profiles.listed = None;
         profiles.refresh();
-        assert!(profiles.get("p2").unwrap().folder.ends_with("0002"));
+        let p2 = profiles.get("p2").unwrap();
+        assert!(p2.folder.ends_with("0002"));
+        assert!(!p2.can_serve("1.jpg"), "listed, but no file");
+        std::fs::write(dir.path().join("0002/1.jpg"), b"x").unwrap();
+        std::fs::write(dir.path().join("0001/2.jpg"), b"x").unwrap();
+        std::os::unix::fs::symlink(dir.path().join("0001/2.jpg"), dir.path().join("0002/link.jpg")).unwrap();
+        assert!(p2.can_serve("1.jpg"));
+        assert!(
+            !p2.can_serve("link.jpg") && !p2.can_serve("../0001/2.jpg"),
+            "not listed or out of the folder"
+        );
         assert!(!is_recorded("https://example.com/1.jpg") && is_recorded("1.jpg"));
     }
 }

@@ -61,21 +61,18 @@ impl ConsoleState {
             return Ok(None);
         };
         let record = self.index.record(entry)?;
-        let labels = record
-            .scores
+        let photos: Vec<&str> = record.scores.iter().map(pages::photo_name).collect();
+        let recorded = self.profiles.get(id);
+        let labels = photos.iter().map(|p| self.labels.get(id, p)).collect();
+        let served = photos
             .iter()
-            .map(|s| {
-                let photo = match s {
-                    crate::profile::PhotoScore::Scored { photo, .. }
-                    | crate::profile::PhotoScore::Failed { photo, .. } => photo,
-                };
-                self.labels.get(id, photo)
-            })
+            .map(|p| recorded.is_some_and(|r| r.can_serve(p)))
             .collect();
         Ok(Some(Card {
             record,
-            recorded: self.profiles.get(id),
+            recorded,
             labels,
+            served,
         }))
     }
 }

@@ -132,6 +132,8 @@ async fn the_console_shows_the_journal_labels_by_keyboard_and_exports_a_dataset_
     let driver = Driver::start().await;
     let browser = driver.session().await;
     let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("console");
+    // This run's screenshots only.
+    let _ = std::fs::remove_dir_all(&shots);
 
     // The decisions page: every record, newest first, each photo's score as journaled.
     browser.goto(&format!("{}/", console.base)).await;
@@ -294,24 +296,27 @@ async fn the_console_shows_the_journal_labels_by_keyboard_and_exports_a_dataset_
                 }
                 browser.press(keys::LEFT).await;
                 expected.insert((id.clone(), photos[0].clone()), Label::Nope);
-                if photos.len() > 1 {
-                    browser.screenshot(&shots.join("label.png")).await;
-                }
                 for photo in &photos[1..] {
                     browser.press(keys::RIGHT).await;
                     expected.insert((id.clone(), photo.clone()), Label::Like);
                 }
             }
-            _ => {
-                // A whole profile at once: like, nope, like.
-                let (key, label) = if step % 2 == 1 {
-                    (keys::UP, Label::Like)
-                } else {
-                    (keys::DOWN, Label::Nope)
-                };
-                if step == 1 && !shots.join("label.png").exists() {
-                    browser.screenshot(&shots.join("label.png")).await;
+            1 => {
+                // Photo by photo: like the first, nope the rest.
+                browser.press(keys::RIGHT).await;
+                expected.insert((id.clone(), photos[0].clone()), Label::Like);
+                for photo in &photos[1..] {
+                    browser.press(keys::LEFT).await;
+                    expected.insert((id.clone(), photo.clone()), Label::Nope);
                 }
+            }
+            _ => {
+                // A whole profile at once: nope, then like.
+                let (key, label) = if step == 2 {
+                    (keys::DOWN, Label::Nope)
+                } else {
+                    (keys::UP, Label::Like)
+                };
                 browser.press(key).await;
                 for photo in &photos {
                     expected.insert((id.clone(), photo.clone()), label);
@@ -326,6 +331,17 @@ async fn the_console_shows_the_journal_labels_by_keyboard_and_exports_a_dataset_
             .await;
         labelled.push(id);
     }
+    // Label mode at work, for the README: a profile of three photos, the first liked (not saved
+    // until the last is labelled, and never here).
+    browser.goto(&format!("{}/label?id=demo0002", console.base)).await;
+    browser.press(keys::RIGHT).await;
+    browser
+        .wait_for(
+            "const f = document.querySelectorAll('figure.labellable'); return f.length === 3 && f[1].classList.contains('current') && f[0].dataset.label === 'like'",
+            "the second photo of demo0002",
+        )
+        .await;
+    browser.screenshot(&shots.join("label.png")).await;
     let unique: std::collections::HashSet<&String> = labelled.iter().collect();
     assert_eq!(unique.len(), labelled.len(), "each profile comes once: {labelled:?}");
 
