@@ -354,8 +354,12 @@ pub fn card_html(card: &Card, large: bool) -> String {
     out
 }
 
-/// Label mode on one profile (or the end of the queue when `card` is `None`).
-pub fn label(card: Option<&Card>, prev: Option<&str>) -> String {
+/// Label mode on one profile (or the end of the queue when `card` is `None`); `photos` says whether
+/// there is a record folder at all.
+pub fn label(card: Option<&Card>, prev: Option<&str>, photos: bool) -> String {
+    if !photos {
+        return "<main class=\"label done\"><p id=\"status\">No recorded photos to label: set <code>source.record_dir</code> so the daemon keeps the photos it sees (or give the console <code>--record-dir</code>).</p></main>".into();
+    }
     let Some(card) = card else {
         return "<main class=\"label done\"><p id=\"status\">Nothing left to label: every recorded photo of a scored profile has your label. Export them with <code>swipebot dataset --out DIR</code>.</p></main>".into();
     };

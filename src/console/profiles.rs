@@ -47,6 +47,9 @@ pub struct Profiles {
     seen: HashSet<PathBuf>,
     /// When the folder was last listed.
     listed: Option<Instant>,
+    /// The folder's modification time at the last listing: a new profile folder changes it, so an
+    /// unchanged one is not listed again (a record folder may hold many thousands).
+    modified: Option<std::time::SystemTime>,
 }
 
 impl Profiles {
@@ -58,6 +61,7 @@ impl Profiles {
             by_id: HashMap::new(),
             seen: HashSet::new(),
             listed: None,
+            modified: None,
         }
     }
 
@@ -75,6 +79,11 @@ impl Profiles {
         }
         self.listed = Some(Instant::now());
         let Ok(real_root) = root.canonicalize() else { return };
+        let modified = std::fs::metadata(&real_root).and_then(|m| m.modified()).ok();
+        if modified.is_some() && modified == self.modified {
+            return;
+        }
+        self.modified = modified;
         let Ok(entries) = std::fs::read_dir(&real_root) else {
             return;
         };
@@ -84,16 +93,20 @@ impl Profiles {
             .collect();
         folders.sort();
         for folder in folders {
-            self.seen.insert(folder.clone());
             if !folder.is_dir() || !folder.canonicalize().is_ok_and(|real| real.starts_with(&real_root)) {
+                self.seen.insert(folder);
                 continue;
             }
-            let Ok(bytes) = read_bounded(&folder, PROFILE_FILE, self.max_profile_bytes) else {
+            // A folder the recorder is still writing has no profile.json yet: read again at the
+            // next listing, which the folder's unchanged time must not skip.
+            let read = read_bounded(&folder, PROFILE_FILE, self.max_profile_bytes)
+                .ok()
+                .and_then(|bytes| serde_json::from_slice::<Profile>(&bytes).ok());
+            let Some(profile) = read else {
+                self.modified = None;
                 continue;
             };
-            let Ok(profile) = serde_json::from_slice::<Profile>(&bytes) else {
-                continue;
-            };
+            self.seen.insert(folder.clone());
             self.by_id
                 .entry(profile.id.clone())
                 .or_insert(Recorded { profile, folder });
@@ -134,9 +147,15 @@ mod tests {
         };
         std::fs::create_dir(dir.path().join("0001")).unwrap();
         write_profile(&dir.path().join("0001"), &profile("p1")).unwrap();
+        std::fs::create_dir(dir.path().join("0003")).unwrap();
         let mut profiles = Profiles::new(Some(dir.path().to_path_buf()), 1 << 20);
         profiles.refresh();
         assert_eq!(profiles.name("p1"), Some("Name p1"));
+        // A folder whose profile.json comes later is read once it is there.
+        write_profile(&dir.path().join("0003"), &profile("p3")).unwrap();
+        profiles.listed = None;
+        profiles.refresh();
+        assert_eq!(profiles.name("p3"), Some("Name p3"));
         std::fs::create_dir(dir.path().join("0002")).unwrap();
         write_profile(&dir.path().join("0002"), &profile("p2")).unwrap();
         profiles.listed = None;

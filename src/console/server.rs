@@ -255,7 +255,7 @@ async fn label_mode(State(shared): State<Arc<Shared>>, Query(q): Query<LabelQuer
                 .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e))?,
             None => None,
         };
-        let body = pages::label(card.as_ref(), q.after.as_deref());
+        let body = pages::label(card.as_ref(), q.after.as_deref(), state.profiles.root().is_some());
         Ok(Html(pages::layout("Label mode", &shared.csrf, &body)))
     })
     .await
