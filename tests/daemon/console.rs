@@ -388,6 +388,22 @@ async fn the_console_shows_the_journal_labels_by_keyboard_and_exports_a_dataset_
         csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"),
         "{csp}"
     );
+
+    // A decision journaled while the console runs (as the daemon would) is on the next page.
+    let late = swipebot::journal::Record {
+        scores: vec![swipebot::profile::PhotoScore::Scored {
+            photo: "0.jpg".into(),
+            score: 0.25,
+        }],
+        threshold: 0.4,
+        ..swipebot::journal::Record::new("late-arrival", Decision::Pass, "replay")
+    };
+    Journal::open(&state).unwrap().record(&late).unwrap();
+    browser.goto(&format!("{}/", console.base)).await;
+    let first: Vec<Value> = serde_json::from_value(browser.eval(CARDS).await).unwrap();
+    assert_eq!(first.len(), journal.len() + 1);
+    assert_eq!(first[0]["id"], "late-arrival");
+    assert_eq!(first[0]["photos"][0]["text"], "0.250");
     drop(browser);
     drop(console);
 
