@@ -208,6 +208,12 @@ const BOUNDS: &[Bound] = &[
         max: 1_048_576.0,
     },
     Bound {
+        key: "metrics.stalled_after_secs",
+        value: |s| Some(s.metrics.stalled_after_secs as f64),
+        min: 5.0,
+        max: 86_400.0,
+    },
+    Bound {
         key: "console.page_size",
         value: |s| Some(s.console.page_size as f64),
         min: 1.0,
@@ -218,12 +224,6 @@ const BOUNDS: &[Bound] = &[
         value: |s| Some(s.console.max_body_bytes as f64),
         min: 1024.0,
         max: 1_048_576.0,
-    },
-    Bound {
-        key: "metrics.stalled_after_secs",
-        value: |s| Some(s.metrics.stalled_after_secs as f64),
-        min: 5.0,
-        max: 86_400.0,
     },
 ];
 
