@@ -99,6 +99,7 @@ const CARDS: &str = r#"return Array.from(document.querySelectorAll('article.card
   decision: a.dataset.decision,
   name: a.querySelector('.name').textContent,
   bio: (a.querySelector('.bio') || {}).textContent || null,
+  skip: (a.querySelector('.skip-reason') || {}).textContent || null,
   photos: Array.from(a.querySelectorAll('figure.photo')).map(f => ({
     photo: f.dataset.photo,
     score: f.dataset.score,
@@ -154,6 +155,12 @@ async fn the_console_shows_the_journal_labels_by_keyboard_and_exports_a_dataset_
     let mut photos_seen = 0;
     for (card, record) in cards.iter().zip(journal.iter().rev()) {
         assert_eq!(card["decision"], record.decision.as_str(), "{card}");
+        // A skip says why: a broken profile with its error, or no photo.
+        match (&record.error, record.decision) {
+            (Some(error), _) => assert!(card["skip"].as_str().unwrap().contains(error.as_str()), "{card}"),
+            (None, Decision::Skip) => assert!(card["skip"].as_str().is_some_and(|s| !s.is_empty()), "{card}"),
+            (None, _) => assert_eq!(card["skip"], Value::Null, "{card}"),
+        }
         let photos = card["photos"].as_array().unwrap();
         assert_eq!(photos.len(), record.scores.len(), "{card}");
         let best = record
@@ -331,6 +338,26 @@ async fn the_console_shows_the_journal_labels_by_keyboard_and_exports_a_dataset_
             .await;
         labelled.push(id);
     }
+    // Enter on a profile without labels moves on and writes nothing.
+    let before_enter = std::fs::read(state.join("labels.jsonl")).unwrap();
+    let id = browser
+        .eval(current)
+        .await
+        .as_str()
+        .expect("profiles left to label")
+        .to_string();
+    browser.press(keys::ENTER).await;
+    browser
+        .wait_for(
+            &format!(
+                "const m = document.querySelector('main.label'); return m !== null && m.dataset.profileId !== {}",
+                serde_json::to_string(&id).unwrap()
+            ),
+            "the profile after an Enter",
+        )
+        .await;
+    assert_eq!(std::fs::read(state.join("labels.jsonl")).unwrap(), before_enter);
+
     // Label mode at work, for the README: a profile of three photos, the first liked (not saved
     // until the last is labelled, and never here).
     browser.goto(&format!("{}/label?id=demo0002", console.base)).await;

@@ -225,4 +225,6 @@ pub mod keys {
     pub const DOWN: &str = "\u{E015}";
     /// Backspace
     pub const BACKSPACE: &str = "\u{E003}";
+    /// Enter
+    pub const ENTER: &str = "\u{E007}";
 }
