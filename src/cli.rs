@@ -77,6 +77,47 @@ pub enum Command {
     Compare(CompareArgs),
     /// The journal summed up per day and per model.
     Stats(StatsArgs),
+    /// A local web page of every decision (photos, scores, threshold) with a label mode that
+    /// writes your likes and nopes to <state>/labels.jsonl.
+    Console(ConsoleArgs),
+    /// Your labels (labels.jsonl) as a like/ + nope/ folder of the recorded photos, for `train --data`.
+    Dataset(DatasetArgs),
+}
+
+/// Where the console and `swipebot dataset` find the journal, the labels and the photos.
+#[derive(Debug, Clone, clap::Args)]
+pub struct StateArgs {
+    /// Config file whose state.dir, source.record_dir (else source.replay_dir) and [console] to use.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// The state directory (decisions.jsonl, labels.jsonl); overrides the config's state.dir.
+    #[arg(long, required_unless_present = "config")]
+    pub state_dir: Option<PathBuf>,
+    /// The recorded profiles (one folder a profile); overrides source.record_dir and replay_dir.
+    #[arg(long)]
+    pub record_dir: Option<PathBuf>,
+}
+
+/// Arguments of `swipebot console`.
+#[derive(Debug, clap::Args)]
+pub struct ConsoleArgs {
+    /// Journal, labels and photos.
+    #[command(flatten)]
+    pub state: StateArgs,
+    /// Address and port to serve on (overrides console.listen; port 0 picks a free one).
+    #[arg(long)]
+    pub listen: Option<String>,
+}
+
+/// Arguments of `swipebot dataset`.
+#[derive(Debug, clap::Args)]
+pub struct DatasetArgs {
+    /// Journal, labels and photos.
+    #[command(flatten)]
+    pub state: StateArgs,
+    /// The dataset folder: like/ and nope/ are written inside (kept in step on every run).
+    #[arg(long)]
+    pub out: PathBuf,
 }
 
 /// Arguments of `swipebot compare`.

@@ -42,10 +42,18 @@ fn main() -> ExitCode {
             Err(code) => code,
         },
         Command::Stats(args) => swipebot::stats::run(args),
+        Command::Console(args) => match tool_logging() {
+            Ok(()) => swipebot::console::run(args),
+            Err(code) => code,
+        },
+        Command::Dataset(args) => match tool_logging() {
+            Ok(()) => swipebot::console::dataset::run(args),
+            Err(code) => code,
+        },
     }
 }
 
-/// Logging of the one-shot tools (`score`, `compare`): warnings and errors on stderr, unless
+/// Logging of the tools (`score`, `compare`, `console`, `dataset`): warnings and errors on stderr, unless
 /// `SWIPEBOT_LOG` says otherwise; a bad `SWIPEBOT_LOG` is an error.
 fn tool_logging() -> Result<(), ExitCode> {
     swipebot::logging::init(swipebot::config::LogFormat::Text, "warn").map_err(|e| {

@@ -1,25 +1,12 @@
 //! The user's own labels, for measuring models against them: either the console's
-//! `labels.jsonl` (one line a label, `{"profile_id", "photo", "label": "like"|"nope", "at"}`, the last
-//! label of a photo winning), or a `like/` + `nope/` folder like the one `train` reads, matched to the
-//! recorded photos by content.
+//! `labels.jsonl` (read by `crate::labels`, the last label of a photo winning), or a `like/` +
+//! `nope/` folder like the one `train` reads, matched to the recorded photos by content.
 
 use std::collections::HashMap;
 use std::path::Path;
 
-use serde::Deserialize;
-
+use crate::labels::Label;
 use crate::source::replay::read_bounded;
-
-/// One line of `labels.jsonl`.
-#[derive(Debug, Deserialize)]
-struct LabelLine {
-    /// The profile's id.
-    profile_id: String,
-    /// The photo as the profile names it.
-    photo: String,
-    /// `like` or `nope`.
-    label: String,
-}
 
 /// Labels of photos, by (profile id, photo name) or by photo content.
 #[derive(Debug, Default)]
@@ -37,21 +24,13 @@ impl Labels {
         if path.is_dir() {
             return Self::read_folder(path, max_bytes);
         }
-        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read labels {}: {e}", path.display()))?;
-        let mut by_name = HashMap::new();
-        for (i, line) in text.lines().enumerate() {
-            if line.trim().is_empty() {
-                continue;
-            }
-            let bad = |why: String| format!("labels {} line {}: {why}", path.display(), i + 1);
-            let label: LabelLine = serde_json::from_str(line).map_err(|e| bad(e.to_string()))?;
-            let like = match label.label.as_str() {
-                "like" => true,
-                "nope" => false,
-                other => return Err(bad(format!("label `{other}` is neither `like` nor `nope`"))),
-            };
-            by_name.insert((label.profile_id, label.photo), like);
+        if !path.exists() {
+            return Err(format!("cannot read labels {}: no such file", path.display()));
         }
+        let by_name = crate::labels::read_latest(path)?
+            .into_iter()
+            .map(|(key, label)| (key, label == Label::Like))
+            .collect();
         Ok(Labels {
             by_name,
             by_hash: HashMap::new(),

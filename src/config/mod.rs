@@ -38,6 +38,8 @@ pub struct Settings {
     pub log: LogSettings,
     /// The Prometheus endpoint.
     pub metrics: MetricsSettings,
+    /// The local web page (`swipebot console`).
+    pub console: ConsoleSettings,
 }
 
 /// The configuration is unusable; names the file or key.
@@ -113,6 +115,7 @@ impl Settings {
             &mut self.source.replay_dir,
             &mut self.source.record_dir,
             &mut self.source.tinder.token_file,
+            &mut self.console.password_file,
         ]
         .into_iter()
         .flatten()

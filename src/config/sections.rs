@@ -360,3 +360,32 @@ impl Default for MetricsSettings {
         }
     }
 }
+
+/// `[console]`: the local web page of `swipebot console` (decisions, label mode). Everything a
+/// browser sends is bounded; any address but loopback needs `password_file`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsoleSettings {
+    /// Address and port to serve on (an IP address: names are not looked up). Loopback unless
+    /// `password_file` is set.
+    pub listen: String,
+    /// A file holding the console's password (HTTP Basic, any user name): required to listen on
+    /// anything but loopback, and then asked for on every request.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<PathBuf>,
+    /// Profiles on one page of decisions.
+    pub page_size: usize,
+    /// Largest request body (a profile's labels) read, in bytes.
+    pub max_body_bytes: usize,
+}
+
+impl Default for ConsoleSettings {
+    fn default() -> Self {
+        ConsoleSettings {
+            listen: "127.0.0.1:8470".into(),
+            password_file: None,
+            page_size: 50,
+            max_body_bytes: 65_536,
+        }
+    }
+}

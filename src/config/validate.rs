@@ -213,6 +213,18 @@ const BOUNDS: &[Bound] = &[
         min: 5.0,
         max: 86_400.0,
     },
+    Bound {
+        key: "console.page_size",
+        value: |s| Some(s.console.page_size as f64),
+        min: 1.0,
+        max: 500.0,
+    },
+    Bound {
+        key: "console.max_body_bytes",
+        value: |s| Some(s.console.max_body_bytes as f64),
+        min: 1024.0,
+        max: 1_048_576.0,
+    },
 ];
 
 /// A check that failed: `key` and what is wrong with it.
@@ -290,6 +302,9 @@ pub(super) fn validate(s: &Settings) -> Result<(), ConfigError> {
         if let Err(message) = crate::metrics::server::parse_listen(listen) {
             return Err(invalid("metrics.listen", message));
         }
+    }
+    if let Err(message) = crate::metrics::server::parse_listen(&s.console.listen) {
+        return Err(invalid("console.listen", message));
     }
     if tracing_subscriber::EnvFilter::try_new(&s.log.level).is_err() {
         return Err(invalid(

@@ -6,6 +6,7 @@ mod common;
 
 mod account;
 mod compare;
+mod console;
 mod faults;
 mod metrics;
 mod replay;
@@ -13,6 +14,7 @@ mod score_cli;
 mod systemd;
 mod tinder;
 mod version;
+mod webdriver;
 
 /// Every `.rs` file of tests/daemon is one of the modules above, and every folder under tests/ is a
 /// group some package builds (or the helpers and fixtures): a test file left out would never run.
