@@ -257,25 +257,24 @@ pub fn quantize(model: &ModelProto, ranges: &HashMap<String, (f32, f32)>) -> any
         }
         let mut n = source.clone();
         let op = n.op_type.clone();
-        if QUANTIZED_INPUTS.contains(&op.as_str()) {
-            let count = if op == "Conv" || op == "Gemm" { 1 } else { n.input.len() };
-            for i in 0..count {
-                if let Some((dq, _)) = r.dequantized.get(&n.input[i]) {
-                    n.input[i] = dq.clone();
-                }
+        // Every reader of a quantized activation reads its dequantized value, so the float tensor
+        // has the QuantizeLinear as its only reader (which the runtime's fusion requires).
+        for input in n.input.iter_mut() {
+            if let Some((dq, _)) = r.dequantized.get(input.as_str()) {
+                *input = dq.clone();
             }
-            if op == "Conv" || op == "Gemm" {
-                let x = &source.input[0];
-                let (_, input_scale) = r
-                    .dequantized
-                    .get(x)
-                    .cloned()
-                    .with_context(|| format!("the input `{x}` of node `{}` is not quantized", n.name))?;
-                let (w, scales) = r.quantize_weight(&source.input[1])?;
-                n.input[1] = w;
-                if let Some(bias) = source.input.get(2) {
-                    n.input[2] = r.quantize_bias(bias, input_scale, &scales)?;
-                }
+        }
+        if op == "Conv" || op == "Gemm" {
+            let x = &source.input[0];
+            let (_, input_scale) = r
+                .dequantized
+                .get(x)
+                .cloned()
+                .with_context(|| format!("the input `{x}` of node `{}` is not quantized", n.name))?;
+            let (w, scales) = r.quantize_weight(&source.input[1])?;
+            n.input[1] = w;
+            if let Some(bias) = source.input.get(2) {
+                n.input[2] = r.quantize_bias(bias, input_scale, &scales)?;
             }
         }
         // A fused convolution writes what its ReLU wrote.

@@ -55,7 +55,9 @@ fn s(p: &Path) -> &str {
 }
 
 /// The official checker (full check, with shape inference) on `path`, and the graph's shape: every
-/// Conv and Gemm reads its input and weights from DequantizeLinear, weights int8 per channel.
+/// Conv and Gemm reads its input and weights from DequantizeLinear, weights int8 per channel; no
+/// float activation is read beside its QuantizeLinear; and ONNX Runtime fuses every convolution
+/// into QLinearConv and the classifier into QGemm (an unfused one runs in float, slower than fp32).
 fn check_int8_with_onnx(path: &Path) {
     let script = "import sys, onnx\n\
                   from onnx import TensorProto\n\
@@ -76,6 +78,21 @@ fn check_int8_with_onnx(path: &Path) {
                   \x20   assert inits[made[n.input[2]].input[0]].data_type == TensorProto.INT32\n\
                   assert not any(n.op_type == 'Relu' for n in m.graph.node)\n\
                   assert m.graph.input[0].type.tensor_type.elem_type == TensorProto.FLOAT\n\
+                  readers = {}\n\
+                  for n in m.graph.node:\n\
+                  \x20   for i in n.input:\n\
+                  \x20       readers[i] = readers.get(i, 0) + 1\n\
+                  for n in m.graph.node:\n\
+                  \x20   if n.op_type == 'QuantizeLinear':\n\
+                  \x20       assert readers[n.input[0]] == 1, ('read around its quantization', n.input[0])\n\
+                  import onnxruntime as ort, os, tempfile\n\
+                  so = ort.SessionOptions()\n\
+                  so.log_severity_level = 3\n\
+                  so.optimized_model_filepath = os.path.join(tempfile.mkdtemp(), 'optimized.onnx')\n\
+                  ort.InferenceSession(sys.argv[1], so, providers=['CPUExecutionProvider'])\n\
+                  fused = [n.op_type for n in onnx.load(so.optimized_model_filepath).graph.node]\n\
+                  assert 'Conv' not in fused and fused.count('QLinearConv') == len(ops) - 1, fused\n\
+                  assert 'QGemm' in fused, fused\n\
                   print('ok', len(m.graph.node))";
     let out = Command::new(common::paths::python())
         .args(["-c", script, s(path)])
@@ -143,10 +160,10 @@ fn the_int8_graph_is_valid_onnx_and_onnx_runtime_agrees_with_the_gate() {
 fn train_writes_int8_models_the_scorer_loads_with_their_gate_in_the_report() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    swipebot_core::synth::write_dataset(&data, 24, 96, 4).unwrap();
+    swipebot_core::synth::write_dataset(&data, 16, 96, 4).unwrap();
     let common_args = ["--input-size", "32", "--grayscale", "--batch-size", "8", "--threads", "2"];
     let int8 = dir.path().join("int8.onnx");
-    let mut args = vec!["--data", s(&data), "--out", s(&int8), "--epochs", "2", "--precision", "int8"];
+    let mut args = vec!["--data", s(&data), "--out", s(&int8), "--epochs", "1", "--precision", "int8"];
     args.extend(common_args);
     args.extend(["--calibration-images", "12", "--force"]);
     assert!(run_train(&args).status.success());
@@ -166,7 +183,7 @@ fn train_writes_int8_models_the_scorer_loads_with_their_gate_in_the_report() {
 
     // The fp32 model of the same run, then --quantize of it.
     let fp32 = dir.path().join("fp32.onnx");
-    let mut args = vec!["--data", s(&data), "--out", s(&fp32), "--epochs", "2"];
+    let mut args = vec!["--data", s(&data), "--out", s(&fp32), "--epochs", "1"];
     args.extend(common_args);
     assert!(run_train(&args).status.success());
     let model = onnx_protobuf::ModelProto::parse_from_bytes(&std::fs::read(&fp32).unwrap()).unwrap();
