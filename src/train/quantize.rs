@@ -329,10 +329,11 @@ mod tests {
     #[test]
     fn activation_ranges_include_zero_exactly() {
         let (s, z) = activation_params(0.0, 25.5);
-        assert_eq!((s, z), (0.1, 0));
-        let (s, z) = activation_params(-1.0, 1.0);
-        assert!((s - 2.0 / 255.0).abs() < 1e-7);
-        assert_eq!(z, 128);
+        assert!((s - 0.1).abs() < 1e-7, "{s}");
+        assert_eq!(z, 0);
+        let (s, z) = activation_params(-1.0, 3.0);
+        assert!((s - 4.0 / 255.0).abs() < 1e-7);
+        assert_eq!(z, 64, "0 maps to round(1 / scale)");
         // A range that misses 0 is widened to include it; an empty range gets scale 1.
         assert_eq!(activation_params(2.0, 5.1).1, 0);
         assert_eq!(activation_params(0.0, 0.0), (1.0, 0));
