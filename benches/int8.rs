@@ -82,7 +82,12 @@ impl Options {
             batch: args.number("--batch", 8, 1)?,
             repeats: args.number("--repeats", 5, 1)?,
             warmup: args.number("--warmup", 1, 0)?,
-            calibration: if args.flag("--percentile") { "percentile" } else { "minmax" }.to_string(),
+            calibration: if args.flag("--percentile") {
+                "percentile"
+            } else {
+                "minmax"
+            }
+            .to_string(),
             reference: !args.flag("--no-reference"),
         })
     }
@@ -112,7 +117,8 @@ fn photos(dir: &Path, count: usize, seed: u64) -> Result<Vec<PathBuf>, String> {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         for (i, path) in paths.iter().enumerate() {
             let img = swipebot_core::synth::photo(i % 2 == 0, WIDTH, HEIGHT, seed + i as u64);
-            std::fs::write(path, swipebot_core::synth::jpeg(&img, 90)).map_err(|e| format!("{}: {e}", path.display()))?;
+            std::fs::write(path, swipebot_core::synth::jpeg(&img, 90))
+                .map_err(|e| format!("{}: {e}", path.display()))?;
         }
     }
     Ok(paths)
@@ -136,12 +142,25 @@ fn models(cache: &Path, data: &Path, size: usize, o: &Options) -> Result<Models,
         let epochs = if size >= 160 { "2" } else { "6" };
         let mut cmd = Command::new(common::paths::bin("train"));
         cmd.arg("--data").arg(data).arg("--out").arg(&fp32);
-        cmd.args(["--input-size", &size.to_string(), "--grayscale", "--epochs", epochs, "--batch-size", "16"]);
+        cmd.args([
+            "--input-size",
+            &size.to_string(),
+            "--grayscale",
+            "--epochs",
+            epochs,
+            "--batch-size",
+            "16",
+        ]);
         run_command(cmd)?;
     }
     let int8 = cache.join(format!("int8-{size}-{}.onnx", o.calibration));
     let mut cmd = Command::new(common::paths::bin("train"));
-    cmd.arg("--quantize").arg(&fp32).arg("--data").arg(data).arg("--out").arg(&int8);
+    cmd.arg("--quantize")
+        .arg(&fp32)
+        .arg("--data")
+        .arg(data)
+        .arg("--out")
+        .arg(&int8);
     cmd.args(["--calibration", &o.calibration, "--force"]);
     let said = run_command(cmd)?;
     if let Some(line) = said.lines().rev().find(|l| l.starts_with("wrote")) {
@@ -152,7 +171,12 @@ fn models(cache: &Path, data: &Path, size: usize, o: &Options) -> Result<Models,
         let square = Recipe::for_input(size as u32, Channels::Gray).square;
         let mut cmd = Command::new(common::paths::python());
         cmd.arg(common::paths::repo_root().join("benches/int8_reference.py"));
-        cmd.arg("--model").arg(&fp32).arg("--data").arg(data).arg("--out").arg(&reference);
+        cmd.arg("--model")
+            .arg(&fp32)
+            .arg("--data")
+            .arg(data)
+            .arg("--out")
+            .arg(&reference);
         cmd.args(["--square", &square.to_string(), "--crop", &size.to_string()]);
         run_command(cmd)?;
         Some(reference)
@@ -178,19 +202,36 @@ fn time(f: impl FnOnce()) -> f64 {
 }
 
 /// Measures one input size.
-fn measure(o: &Options, cache: &Path, data: &Path, timed: &[PathBuf], held_out: &[PathBuf], size: usize) -> Result<(), String> {
+fn measure(
+    o: &Options,
+    cache: &Path,
+    data: &Path,
+    timed: &[PathBuf],
+    held_out: &[PathBuf],
+    size: usize,
+) -> Result<(), String> {
     let m = models(cache, data, size, o)?;
     let mut named: Vec<(&str, &Path)> = vec![("fp32", &m.fp32), ("int8 (train)", &m.int8)];
     if let Some(r) = &m.reference {
         named.push(("int8 (ORT py)", r));
     }
     // Flips against fp32 at the model's threshold, on the held-out photos.
-    let threshold = Scorer::load(&m.fp32, &ScorerOptions::default()).map_err(|e| e.to_string())?.info().threshold;
+    let threshold = Scorer::load(&m.fp32, &ScorerOptions::default())
+        .map_err(|e| e.to_string())?
+        .info()
+        .threshold;
     let base = probabilities(&m.fp32, held_out)?;
-    println!("== input {size}x{size} grayscale, threshold {threshold}, {} held-out photos", held_out.len());
+    println!(
+        "== input {size}x{size} grayscale, threshold {threshold}, {} held-out photos",
+        held_out.len()
+    );
     for (name, path) in &named[1..] {
         let p = probabilities(path, held_out)?;
-        let flips = base.iter().zip(&p).filter(|(a, b)| (**a >= threshold) != (**b >= threshold)).count();
+        let flips = base
+            .iter()
+            .zip(&p)
+            .filter(|(a, b)| (**a >= threshold) != (**b >= threshold))
+            .count();
         let worst = base.iter().zip(&p).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
         println!("{name:>14}: {flips} flips of {}, max |dp| {worst:.4}", held_out.len());
     }

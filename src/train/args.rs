@@ -240,8 +240,13 @@ mod tests {
         let err = parse(&["--precision", "fp16"]).validate().unwrap_err().to_string();
         assert!(err.starts_with("--precision fp16") && err.contains("CUDA"), "{err}");
         assert!(parse(&[]).int8().is_none());
-        let int8 = parse(&["--precision", "int8", "--calibration", "percentile", "--force"]).int8().unwrap();
-        assert_eq!((int8.calibration_images, int8.method, int8.force), (256, RangeMethod::Percentile, true));
+        let int8 = parse(&["--precision", "int8", "--calibration", "percentile", "--force"])
+            .int8()
+            .unwrap();
+        assert_eq!(
+            (int8.calibration_images, int8.method, int8.force),
+            (256, RangeMethod::Percentile, true)
+        );
         assert!(parse(&["--quantize", "m.onnx"]).int8().is_some());
         assert!(Args::try_parse_from(["train", "--data", "d", "--out", "o", "--quantize", "m", "--resume"]).is_err());
         assert!(parse(&["--device", "tpu"])

@@ -214,7 +214,11 @@ impl<'m> Interpreter<'m> {
             "Flatten" => x[0].flatten(int(node, "axis", 1), -1),
             "Gemm" => {
                 arity(2)?;
-                let b = if int(node, "transB", 0) != 0 { x[1].tr() } else { x[1].shallow_clone() };
+                let b = if int(node, "transB", 0) != 0 {
+                    x[1].tr()
+                } else {
+                    x[1].shallow_clone()
+                };
                 let y = x[0].matmul(&b);
                 match x.get(2) {
                     Some(bias) => y + *bias,
@@ -224,7 +228,10 @@ impl<'m> Interpreter<'m> {
             "Softmax" => x[0].softmax(int(node, "axis", -1), Kind::Float),
             "QuantizeLinear" => {
                 arity(3)?;
-                let (lo, hi) = bounds(self.data_type(&node.input[2]).context("zero point is not an initializer")?)?;
+                let (lo, hi) = bounds(
+                    self.data_type(&node.input[2])
+                        .context("zero point is not an initializer")?,
+                )?;
                 let rank = x[0].dim() as i64;
                 let axis = int(node, "axis", 1);
                 let q = (x[0] / along(x[1], axis, rank)).round() + along(x[2], axis, rank);

@@ -99,7 +99,12 @@ pub fn calibration_images<'s>(train: &[&'s Sample], count: usize) -> Vec<&'s Sam
 }
 
 /// LIKE probabilities of `samples` (centre crops) through `graph`.
-fn like_probabilities(graph: &Interpreter, samples: &[&Sample], recipe: &Recipe, like: usize) -> anyhow::Result<Vec<f64>> {
+fn like_probabilities(
+    graph: &Interpreter,
+    samples: &[&Sample],
+    recipe: &Recipe,
+    like: usize,
+) -> anyhow::Result<Vec<f64>> {
     let mut out = Vec::with_capacity(samples.len());
     for chunk in samples.chunks(BATCH) {
         let (x, _) = training::batch(chunk, recipe, None, Device::Cpu);
@@ -149,7 +154,11 @@ pub fn to_int8(
     let threshold = f64::from(info.threshold);
     let is_like: Vec<bool> = validation.iter().map(|s| s.label == like).collect();
     let accuracy = |p: &[f64]| {
-        let right = p.iter().zip(&is_like).filter(|(p, l)| (**p >= threshold) == **l).count();
+        let right = p
+            .iter()
+            .zip(&is_like)
+            .filter(|(p, l)| (**p >= threshold) == **l)
+            .count();
         right as f64 / p.len().max(1) as f64
     };
     let flips = before
@@ -167,7 +176,11 @@ pub fn to_int8(
         flip_fraction: flips as f64 / validation.len().max(1) as f64,
         fp32_accuracy: accuracy(&before),
         int8_accuracy: accuracy(&after),
-        max_probability_difference: before.iter().zip(&after).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max),
+        max_probability_difference: before
+            .iter()
+            .zip(&after)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f64::max),
         gate_passed: true,
         forced: false,
     };
@@ -185,8 +198,8 @@ pub fn to_int8(
 /// Reads an ONNX model and its contract; refuses a model that is not fp32.
 pub fn read_model(path: &Path) -> anyhow::Result<(ModelProto, ModelInfo)> {
     let bytes = std::fs::read(path).with_context(|| format!("reading model {}", path.display()))?;
-    let model = ModelProto::parse_from_bytes(&bytes)
-        .with_context(|| format!("{} is not an ONNX model", path.display()))?;
+    let model =
+        ModelProto::parse_from_bytes(&bytes).with_context(|| format!("{} is not an ONNX model", path.display()))?;
     let lookup = |key: &str| {
         model
             .metadata_props

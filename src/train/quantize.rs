@@ -48,7 +48,10 @@ pub fn quantize_weights(w: &[f32], channels: usize) -> (Vec<i8>, Vec<f32>) {
     for row in w.chunks(per.max(1)) {
         let max = row.iter().fold(0f32, |m, v| m.max(v.abs()));
         let scale = if max > 0.0 { max / 127.0 } else { 1.0 };
-        q.extend(row.iter().map(|v| (v / scale).round_ties_even().clamp(-127.0, 127.0) as i8));
+        q.extend(
+            row.iter()
+                .map(|v| (v / scale).round_ties_even().clamp(-127.0, 127.0) as i8),
+        );
         scales.push(scale);
     }
     (q, scales)
@@ -64,7 +67,11 @@ pub fn quantized_tensors(model: &ModelProto) -> HashSet<String> {
     for node in &graph.node {
         let op = node.op_type.as_str();
         if QUANTIZED_INPUTS.contains(&op) {
-            let activations = if op == "Conv" || op == "Gemm" { &node.input[..1] } else { &node.input[..] };
+            let activations = if op == "Conv" || op == "Gemm" {
+                &node.input[..1]
+            } else {
+                &node.input[..]
+            };
             for i in activations {
                 if !initializers.contains(i.as_str()) {
                     names.insert(i.clone());
@@ -115,7 +122,12 @@ fn raw_tensor(name: &str, dims: &[i64], data_type: DataType, raw: Vec<u8>) -> Te
 
 /// A float tensor (scales).
 fn floats(name: &str, dims: &[i64], v: &[f32]) -> TensorProto {
-    raw_tensor(name, dims, DataType::FLOAT, v.iter().flat_map(|x| x.to_le_bytes()).collect())
+    raw_tensor(
+        name,
+        dims,
+        DataType::FLOAT,
+        v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+    )
 }
 
 /// A node with one output.
@@ -172,16 +184,22 @@ impl Rewrite {
             .insert(z.clone(), raw_tensor(&z, &[], DataType::UINT8, vec![zero]));
         let (q, dq) = (format!("{name}_quantized"), format!("{name}_dequantized"));
         self.nodes.push(node("QuantizeLinear", &q, &[name, &s, &z], &q, vec![]));
-        self.nodes.push(node("DequantizeLinear", &dq, &[&q, &s, &z], &dq, vec![]));
+        self.nodes
+            .push(node("DequantizeLinear", &dq, &[&q, &s, &z], &dq, vec![]));
         self.dequantized.insert(name.to_string(), (dq, scale));
     }
 
     /// Replaces float weight `name` (output channels first) by int8 per-channel weights and their
     /// DequantizeLinear; returns the dequantized name and the channel scales.
     fn quantize_weight(&mut self, name: &str) -> anyhow::Result<(String, Vec<f32>)> {
-        let t = self.initializers.get(name).with_context(|| format!("weight `{name}` is no initializer"))?;
+        let t = self
+            .initializers
+            .get(name)
+            .with_context(|| format!("weight `{name}` is no initializer"))?;
         let dims = t.dims.clone();
-        let channels = *dims.first().with_context(|| format!("weight `{name}` has no dimensions"))? as usize;
+        let channels = *dims
+            .first()
+            .with_context(|| format!("weight `{name}` has no dimensions"))? as usize;
         let (q, scales) = quantize_weights(&float_values(t)?, channels);
         let (qn, s, z, dq) = (
             format!("{name}_quantized"),
@@ -190,21 +208,33 @@ impl Rewrite {
             format!("{name}_dequantized"),
         );
         let raw = q.iter().map(|&v| v as u8).collect();
-        self.initializers.insert(qn.clone(), raw_tensor(&qn, &dims, DataType::INT8, raw));
-        self.initializers.insert(s.clone(), floats(&s, &[channels as i64], &scales));
         self.initializers
-            .insert(z.clone(), raw_tensor(&z, &[channels as i64], DataType::INT8, vec![0; channels]));
-        self.nodes.push(node("DequantizeLinear", &dq, &[&qn, &s, &z], &dq, vec![axis(0)]));
+            .insert(qn.clone(), raw_tensor(&qn, &dims, DataType::INT8, raw));
+        self.initializers
+            .insert(s.clone(), floats(&s, &[channels as i64], &scales));
+        self.initializers.insert(
+            z.clone(),
+            raw_tensor(&z, &[channels as i64], DataType::INT8, vec![0; channels]),
+        );
+        self.nodes
+            .push(node("DequantizeLinear", &dq, &[&qn, &s, &z], &dq, vec![axis(0)]));
         self.replaced.insert(name.to_string());
         Ok((dq, scales))
     }
 
     /// Replaces float bias `name` by int32 values with scales `input_scale x weight_scales`.
     fn quantize_bias(&mut self, name: &str, input_scale: f32, weight_scales: &[f32]) -> anyhow::Result<String> {
-        let t = self.initializers.get(name).with_context(|| format!("bias `{name}` is no initializer"))?;
+        let t = self
+            .initializers
+            .get(name)
+            .with_context(|| format!("bias `{name}` is no initializer"))?;
         let values = float_values(t)?;
         if values.len() != weight_scales.len() {
-            bail!("bias `{name}` has {} values for {} channels", values.len(), weight_scales.len());
+            bail!(
+                "bias `{name}` has {} values for {} channels",
+                values.len(),
+                weight_scales.len()
+            );
         }
         let scales: Vec<f32> = weight_scales.iter().map(|w| w * input_scale).collect();
         let (lo, hi) = bounds(DataType::INT32 as i32)?;
@@ -221,11 +251,15 @@ impl Rewrite {
             format!("{name}_dequantized"),
         );
         let raw = q.iter().flat_map(|v| v.to_le_bytes()).collect();
-        self.initializers.insert(qn.clone(), raw_tensor(&qn, &[n], DataType::INT32, raw));
-        self.initializers.insert(s.clone(), floats(&s, &[n], &scales));
         self.initializers
-            .insert(z.clone(), raw_tensor(&z, &[n], DataType::INT32, vec![0; 4 * n as usize]));
-        self.nodes.push(node("DequantizeLinear", &dq, &[&qn, &s, &z], &dq, vec![axis(0)]));
+            .insert(qn.clone(), raw_tensor(&qn, &[n], DataType::INT32, raw));
+        self.initializers.insert(s.clone(), floats(&s, &[n], &scales));
+        self.initializers.insert(
+            z.clone(),
+            raw_tensor(&z, &[n], DataType::INT32, vec![0; 4 * n as usize]),
+        );
+        self.nodes
+            .push(node("DequantizeLinear", &dq, &[&qn, &s, &z], &dq, vec![axis(0)]));
         self.replaced.insert(name.to_string());
         Ok(dq)
     }

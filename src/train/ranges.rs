@@ -59,7 +59,9 @@ pub fn measure(
             if let Some(&(lo, hi)) = extremes.get(name) {
                 if hi > lo {
                     let range = [f64::from(lo), f64::from(hi)];
-                    let (h, _) = y.to_kind(Kind::Float).histogram_bin_ct(BINS, range.as_slice(), None::<Tensor>, false);
+                    let (h, _) = y
+                        .to_kind(Kind::Float)
+                        .histogram_bin_ct(BINS, range.as_slice(), None::<Tensor>, false);
                     let sum = histograms.remove(name).map_or_else(|| h.shallow_clone(), |s| s + &h);
                     histograms.insert(name.to_string(), sum);
                 }

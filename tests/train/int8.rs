@@ -141,15 +141,24 @@ fn the_int8_graph_is_valid_onnx_and_onnx_runtime_agrees_with_the_gate() {
     let libtorch = net.probabilities(&x, f64::from(info.temperature));
     let flat = |t: &Tensor| Vec::<f32>::try_from(t.to_kind(Kind::Float).flatten(0, -1)).unwrap();
     let worst = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
-    assert!(worst(&flat(&float), &flat(&libtorch)) < 1e-4, "the interpreter runs the fp32 graph as libtorch");
+    assert!(
+        worst(&flat(&float), &flat(&libtorch)) < 1e-4,
+        "the interpreter runs the fp32 graph as libtorch"
+    );
 
     let mut scorer = Scorer::load(&path, &ScorerOptions::default()).unwrap();
     let ort = scorer.probabilities(&flat(&x)).unwrap();
     let spread = flat(&float).iter().map(|p| (p - 0.5).abs()).fold(0f32, f32::max);
-    assert!(spread > 0.02, "probabilities too close to 0.5 to compare: spread {spread}");
+    assert!(
+        spread > 0.02,
+        "probabilities too close to 0.5 to compare: spread {spread}"
+    );
     let (gate_vs_ort, int8_vs_fp32) = (worst(&ort, &flat(&emulated)), worst(&ort, &flat(&float)));
     eprintln!("|ORT int8 - interpreter int8| {gate_vs_ort}, |ORT int8 - fp32| {int8_vs_fp32}");
-    assert!(gate_vs_ort < 0.01, "ONNX Runtime differs from the gate's int8 by {gate_vs_ort}");
+    assert!(
+        gate_vs_ort < 0.01,
+        "ONNX Runtime differs from the gate's int8 by {gate_vs_ort}"
+    );
     assert!(int8_vs_fp32 < 0.1, "int8 differs from fp32 by {int8_vs_fp32}");
 }
 
@@ -161,9 +170,26 @@ fn train_writes_int8_models_the_scorer_loads_with_their_gate_in_the_report() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     swipebot_core::synth::write_dataset(&data, 16, 96, 4).unwrap();
-    let common_args = ["--input-size", "32", "--grayscale", "--batch-size", "8", "--threads", "2"];
+    let common_args = [
+        "--input-size",
+        "32",
+        "--grayscale",
+        "--batch-size",
+        "8",
+        "--threads",
+        "2",
+    ];
     let int8 = dir.path().join("int8.onnx");
-    let mut args = vec!["--data", s(&data), "--out", s(&int8), "--epochs", "1", "--precision", "int8"];
+    let mut args = vec![
+        "--data",
+        s(&data),
+        "--out",
+        s(&int8),
+        "--epochs",
+        "1",
+        "--precision",
+        "int8",
+    ];
     args.extend(common_args);
     args.extend(["--calibration-images", "12", "--force"]);
     assert!(run_train(&args).status.success());
@@ -176,7 +202,10 @@ fn train_writes_int8_models_the_scorer_loads_with_their_gate_in_the_report() {
     assert_eq!(q["calibration_method"], "minmax");
     assert_eq!(q["calibration_images"], 12);
     assert_eq!(q["validation_photos"], report["dataset"]["validation"]);
-    assert!(q["fp32_accuracy"].as_f64().is_some() && q["int8_accuracy"].as_f64().is_some(), "{q}");
+    assert!(
+        q["fp32_accuracy"].as_f64().is_some() && q["int8_accuracy"].as_f64().is_some(),
+        "{q}"
+    );
     assert!(q["flips"].as_u64().is_some(), "{q}");
     let bytes = std::fs::read(&int8).unwrap();
     assert_eq!(report["model_sha256"], swipebot_core::model_info::sha256_hex(&bytes));
@@ -253,7 +282,10 @@ fn the_gate_refuses_a_model_that_flips_decisions_unless_forced() {
     let out = run_train(&quantize);
     assert!(!out.status.success(), "the gate let a flipping model through");
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("flips") && err.contains("validation decisions") && err.contains("--force"), "{err}");
+    assert!(
+        err.contains("flips") && err.contains("validation decisions") && err.contains("--force"),
+        "{err}"
+    );
     assert!(!int8.exists(), "nothing is written when the gate fails");
 
     let mut forced = quantize.to_vec();
