@@ -37,6 +37,42 @@ pub mod keys {
     pub const TRAINED_AT: &str = "swipebot.trained_at";
     /// Images per class, e.g. `nope=120,like=80`.
     pub const DATASET: &str = "swipebot.dataset";
+    /// The arithmetic of the graph: `fp32`, or `int8` for a QDQ quantized model ([`super::Precision`]).
+    /// Absent in older files, which are fp32. The daemon runs either the same way.
+    pub const PRECISION: &str = "swipebot.precision";
+}
+
+/// The arithmetic a model's graph runs in (metadata [`keys::PRECISION`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// Float weights and activations, as exported from training.
+    Fp32,
+    /// int8 weights and uint8 activations in QDQ form, float at the input and output.
+    Int8,
+}
+
+impl Precision {
+    /// The metadata value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Precision::Fp32 => "fp32",
+            Precision::Int8 => "int8",
+        }
+    }
+
+    /// Reads the metadata value; absent means fp32 (files written before the key existed).
+    pub fn from_metadata(value: Option<&str>) -> Result<Self, ModelInfoError> {
+        match value {
+            None | Some("fp32") => Ok(Precision::Fp32),
+            Some("int8") => Ok(Precision::Int8),
+            Some(other) => Err(ModelInfoError::Invalid {
+                key: keys::PRECISION,
+                value: other.to_string(),
+                why: "expected fp32 or int8".into(),
+            }),
+        }
+    }
 }
 
 /// What a model file says about itself.
@@ -216,5 +252,13 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("swipebot.channels"));
+    }
+
+    #[test]
+    fn precision_is_fp32_when_absent_and_unknown_values_are_named() {
+        assert_eq!(Precision::from_metadata(None), Ok(Precision::Fp32));
+        assert_eq!(Precision::from_metadata(Some("int8")), Ok(Precision::Int8));
+        let err = Precision::from_metadata(Some("fp8")).unwrap_err().to_string();
+        assert!(err.contains("swipebot.precision") && err.contains("fp8"), "{err}");
     }
 }

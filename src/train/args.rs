@@ -8,6 +8,8 @@ use clap::Parser;
 use swipebot_core::preprocess::{Channels, Recipe};
 
 use crate::calibrate::ThresholdPolicy;
+use crate::precision::Int8Settings;
+use crate::ranges::RangeMethod;
 use crate::training::{self, Hyper};
 
 /// Command-line arguments of `train`.
@@ -86,6 +88,36 @@ pub struct Args {
     /// Threads for decoding and for libtorch (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
+
+    // Precision of the written model (README, "Precision"); one block, read by `precision.rs`.
+    /// Arithmetic of the written model: `fp32`, or `int8` (calibrated on training images, gated on
+    /// the validation split against fp32). `fp16` is refused: it needs a CUDA host.
+    #[arg(long, value_enum, default_value_t = PrecisionArg::Fp32)]
+    pub precision: PrecisionArg,
+    /// Quantize this existing fp32 model to int8 instead of training (calibration and gate on `--data`,
+    /// split by `--val-fraction` and `--seed` as in training); writes `--out` and its report.
+    #[arg(long, conflicts_with_all = ["resume", "precision"])]
+    pub quantize: Option<PathBuf>,
+    /// Training images the int8 activation ranges are measured on.
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub calibration_images: u64,
+    /// How an int8 activation range is read from the calibration images.
+    #[arg(long, value_enum, default_value_t = RangeMethod::Minmax)]
+    pub calibration: RangeMethod,
+    /// Write the int8 model even when it flips more validation decisions than the gate allows.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// The values of `--precision`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PrecisionArg {
+    /// Float, as trained.
+    Fp32,
+    /// int8 weights, uint8 activations (QDQ).
+    Int8,
+    /// Half precision, for CUDA hosts: refused (see [`Args::validate`]).
+    Fp16,
 }
 
 impl Args {
@@ -109,7 +141,22 @@ impl Args {
                 bail!("--resize {square} is smaller than --input-size {}", self.input_size);
             }
         }
+        if self.precision == PrecisionArg::Fp16 {
+            bail!(
+                "--precision fp16 is not available: ONNX Runtime runs fp16 convolutions fast only on CUDA, and this \
+                 build has not been measured on a CUDA host; use fp32 (any host) or int8 (CPU)"
+            );
+        }
         Ok(())
+    }
+
+    /// The int8 settings, when the run writes an int8 model (`--precision int8` or `--quantize`).
+    pub fn int8(&self) -> Option<Int8Settings> {
+        (self.precision == PrecisionArg::Int8 || self.quantize.is_some()).then_some(Int8Settings {
+            calibration_images: self.calibration_images as usize,
+            method: self.calibration,
+            force: self.force,
+        })
     }
 
     /// The libtorch device `--device` names; `cuda` fails when libtorch sees no GPU.
@@ -190,6 +237,18 @@ mod tests {
             let err = parse(extra).validate().unwrap_err().to_string();
             assert!(err.starts_with(flag), "{extra:?}: {err}");
         }
+        let err = parse(&["--precision", "fp16"]).validate().unwrap_err().to_string();
+        assert!(err.starts_with("--precision fp16") && err.contains("CUDA"), "{err}");
+        assert!(parse(&[]).int8().is_none());
+        let int8 = parse(&["--precision", "int8", "--calibration", "percentile", "--force"])
+            .int8()
+            .unwrap();
+        assert_eq!(
+            (int8.calibration_images, int8.method, int8.force),
+            (256, RangeMethod::Percentile, true)
+        );
+        assert!(parse(&["--quantize", "m.onnx"]).int8().is_some());
+        assert!(Args::try_parse_from(["train", "--data", "d", "--out", "o", "--quantize", "m", "--resume"]).is_err());
         assert!(parse(&["--device", "tpu"])
             .device()
             .unwrap_err()

@@ -19,7 +19,7 @@ use tch::Tensor;
 
 use crate::googlenet::{Conv, Layer, MaxPool, Step, LAYERS, LRN};
 use crate::model::{NetShape, MEAN, SCALE};
-use swipebot_core::model_info::{ModelInfo, INPUT_NAME, OUTPUT_NAME};
+use swipebot_core::model_info::{keys, ModelInfo, Precision, INPUT_NAME, OUTPUT_NAME};
 
 /// The ONNX operator set the graph is written against.
 pub const OPSET: i64 = 17;
@@ -271,6 +271,7 @@ pub fn build_model(vs: &VarStore, shape: NetShape, info: &ModelInfo) -> anyhow::
         metadata_props: info
             .to_properties()
             .into_iter()
+            .chain([(keys::PRECISION, Precision::Fp32.as_str().to_string())])
             .map(|(key, value)| StringStringEntryProto {
                 key: key.to_string(),
                 value,

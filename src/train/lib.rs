@@ -6,7 +6,9 @@
 //! list), [`model`] (the libtorch module), [`training`] (the loop, as [`training::Fit`]), [`sgd`]
 //! (the optimizer), [`checkpoint`] (resume), [`calibrate`] (temperature and threshold), [`export`]
 //! (ONNX), [`outputs`] (the files' names, after the model's), [`report`] (metrics, curves and the
-//! report) and `console` (what stderr shows). This file runs them in order.
+//! report) and `console` (what stderr shows); for int8 models [`precision`] (calibration, gate),
+//! [`ranges`] (activation ranges), [`quantize`] (the QDQ graph) and [`interpret`] (the graph run in
+//! libtorch). This file runs them in order.
 
 pub mod args;
 pub mod cache;
@@ -17,8 +19,12 @@ pub mod data;
 pub mod export;
 pub mod googlenet;
 pub mod init;
+pub mod interpret;
 pub mod model;
 pub mod outputs;
+pub mod precision;
+pub mod quantize;
+pub mod ranges;
 pub mod report;
 pub mod settings;
 pub mod sgd;
@@ -73,6 +79,10 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     args.validate()?;
     let outputs = Outputs::for_model(&args.out);
     outputs.check()?;
+    if let Some(source) = args.quantize.clone() {
+        quantize_only(&args, &source, &outputs)?;
+        return Ok(Outcome::Completed);
+    }
     let device = args.device()?;
     if device.is_cuda() {
         // cuDNN picks the fastest convolution algorithm for each shape (fixed here) once.
@@ -147,8 +157,16 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         trained_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         dataset: loaded.dataset.describe_counts(),
     };
-    let model_sha256 = export::export(&vs, shape, &info, &outputs.model)
-        .with_context(|| format!("exporting to {}", outputs.model.display()))?;
+    let (model_sha256, quantization) = match args.int8() {
+        None => (export::export(&vs, shape, &info, &outputs.model), None),
+        Some(settings) => {
+            let fp32 = export::build_model(&vs, shape, &info)?;
+            let calibration = precision::calibration_images(&train, settings.calibration_images);
+            let (int8, q) = precision::to_int8(&fp32, &info, &calibration, &val, settings)?;
+            (precision::write(&int8, &outputs.model), Some(q))
+        }
+    };
+    let model_sha256 = model_sha256.with_context(|| format!("exporting to {}", outputs.model.display()))?;
     eprintln!("wrote {}", outputs.model.display());
     if args.epochs == 0 {
         return Ok(outcome);
@@ -191,10 +209,42 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         calibration,
         threshold,
         files,
+        quantization,
     };
     report::write_json(&outputs.report, &report)?;
     console::summary(&report, &outputs.report);
     Ok(outcome)
+}
+
+/// `train --quantize SOURCE`: the fp32 model at `source` to int8 at `--out`, calibrated and gated on
+/// `--data` split as training splits it, with its report next to it.
+fn quantize_only(args: &Args, source: &std::path::Path, outputs: &Outputs) -> anyhow::Result<()> {
+    let settings = args.int8().expect("--quantize means int8");
+    let (fp32, info) = precision::read_model(source)?;
+    let threads = args.threads();
+    tch::set_num_threads(threads as i32);
+    let loaded = load(args, &info.recipe, threads)?;
+    let (train, val) = split(args, &loaded.dataset)?;
+    let calibration = precision::calibration_images(&train, settings.calibration_images);
+    let (int8, quantization) = precision::to_int8(&fp32, &info, &calibration, &val, settings)?;
+    let model_sha256 = precision::write(&int8, &outputs.model)?;
+    eprintln!(
+        "wrote {}: {} of {} validation decisions flipped, accuracy {:.2}% (fp32 {:.2}%)",
+        outputs.model.display(),
+        quantization.flips,
+        quantization.validation_photos,
+        100.0 * quantization.int8_accuracy,
+        100.0 * quantization.fp32_accuracy
+    );
+    let report = precision::QuantizeOnlyReport {
+        model: outputs.model.clone(),
+        model_sha256,
+        source_model: source.to_path_buf(),
+        quantization,
+    };
+    let bytes = serde_json::to_vec_pretty(&report)?;
+    swipebot_core::fsutil::write_atomic(&outputs.report, &bytes)
+        .with_context(|| format!("writing {}", outputs.report.display()))
 }
 
 /// Scans `--data` and reads the squares from the cache, or decodes them on `threads` threads and

@@ -50,6 +50,9 @@ pub struct Report {
     pub threshold: ThresholdReport,
     /// The other files of the run.
     pub files: Files,
+    /// Calibration and gate of the int8 model (`--precision int8`); absent for fp32.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quantization: Option<crate::precision::QuantizationReport>,
 }
 
 /// The `dataset` section of [`Report`].
@@ -366,6 +369,7 @@ mod tests {
                 curves: "m.curves.png".into(),
                 checkpoint: "m.checkpoint".into(),
             },
+            quantization: None,
         };
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("m.report.json");

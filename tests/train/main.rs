@@ -5,6 +5,7 @@
 mod common;
 
 mod export;
+mod int8;
 mod pipeline;
 
 /// Every `.rs` file of tests/train is one of the modules above, and every folder under tests/ is a
