@@ -3,12 +3,16 @@
 //! A package of its own (`swipebot-train`), so the daemon never links libtorch. One concern a file:
 //! [`args`] (the command line), [`data`] (folder to decoded samples), [`cache`] (the binary dataset
 //! cache), [`settings`] (the run's identity, which `--resume` checks), [`googlenet`] (the layer
-//! list), [`model`] (the libtorch module), [`training`] (the loop, as [`training::Fit`]), [`sgd`]
-//! (the optimizer), [`checkpoint`] (resume), [`calibrate`] (temperature and threshold), [`export`]
-//! (ONNX), [`outputs`] (the files' names, after the model's), [`report`] (metrics, curves and the
-//! report) and `console` (what stderr shows). This file runs them in order.
+//! list), [`model`] (the libtorch module), [`recipe`] (schedule, augmentation, label smoothing and
+//! early stopping), [`augment`] (photo augmentation), [`training`] (the loop, as
+//! [`training::Fit`]), [`sgd`] (the optimizer), [`checkpoint`] (resume), [`calibrate`] (temperature
+//! and threshold), [`profiles`] (simulated profiles for the daemon's any-photo rule), [`verdict`]
+//! (warnings about a model not worth deploying), [`export`] (ONNX), [`outputs`] (the files' names,
+//! after the model's), [`report`] (metrics, curves and the report) and `console` (what stderr
+//! shows). This file runs them in order.
 
 pub mod args;
+pub mod augment;
 pub mod cache;
 pub mod calibrate;
 pub mod checkpoint;
@@ -18,10 +22,13 @@ pub mod export;
 pub mod googlenet;
 pub mod model;
 pub mod outputs;
+pub mod profiles;
+pub mod recipe;
 pub mod report;
 pub mod settings;
 pub mod sgd;
 pub mod training;
+pub mod verdict;
 
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
@@ -53,6 +60,9 @@ pub enum Outcome {
     Interrupted,
     /// `--stop-after-epochs` ended it early: checkpoint written, best model so far exported.
     Paused,
+    /// The validation loss stopped improving (`--patience`): the best epoch was exported.
+    #[serde(rename = "early_stopped")]
+    EarlyStopped,
 }
 
 /// The decoded dataset and where it came from.
@@ -81,6 +91,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     tch::set_num_threads(threads as i32);
     tch::manual_seed(args.seed as i64);
     let recipe = args.recipe();
+    let profile_sizes = args.profile_sizes()?;
 
     let loaded = load(&args, &recipe, threads)?;
     let (train, val) = split(&args, &loaded.dataset)?;
@@ -105,12 +116,13 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     let mut outcome = Outcome::Completed;
     if args.epochs > 0 {
         eprintln!(
-            "training on {} images, validating on {} ({device:?}, {threads} threads, input {}x{}, batch {})",
+            "training on {} images, validating on {} ({device:?}, {threads} threads, input {}x{}, batch {}, recipe {})",
             train.len(),
             val.len(),
             args.input_size,
             args.input_size,
-            hyper.batch_size
+            hyper.batch_size,
+            args.recipe
         );
         let stop = ctrl_c_flag()?;
         let fit = Fit {
@@ -125,7 +137,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
             stop_after: args.stop_after_epochs,
         };
         let end = fit.run(&mut sgd, &mut state, &mut console::Console::new())?;
-        outcome = ended(end, &state, &ckpt);
+        outcome = ended(end, &state, &ckpt, hyper.patience);
     }
 
     // Calibration on the validation split, with the weights of the best epoch (fit restored them).
@@ -135,7 +147,13 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     } else {
         (Vec::new(), Vec::new())
     };
-    let (calibration, threshold) = calibrate::calibrate(&logits, &like, args.threshold_policy(), args.threshold);
+    let choice = calibrate::ThresholdChoice {
+        policy: args.threshold_policy(),
+        fixed: args.threshold,
+        sizes: &profile_sizes,
+        seed: args.seed,
+    };
+    let (calibration, threshold) = calibrate::calibrate(&logits, &like, choice);
 
     let info = ModelInfo {
         input_size: args.input_size,
@@ -187,6 +205,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         epochs_run: state.history.len(),
         training_images_per_second: report::mean_images_per_second(&state.history),
         settings: state.settings,
+        warnings: verdict::warnings(&threshold, &like),
         calibration,
         threshold,
         files,
@@ -269,9 +288,16 @@ fn ctrl_c_flag() -> anyhow::Result<Arc<AtomicBool>> {
 }
 
 /// The run's outcome for how the loop ended, said on stderr when it stopped early.
-fn ended(end: FitEnd, state: &State, ckpt: &Checkpoint) -> Outcome {
+fn ended(end: FitEnd, state: &State, ckpt: &Checkpoint, patience: usize) -> Outcome {
     match end {
         FitEnd::Completed => Outcome::Completed,
+        FitEnd::EarlyStopped => {
+            eprintln!(
+                "stopped after epoch {}: the validation loss has not improved for {patience} epochs (--patience)",
+                state.epoch
+            );
+            Outcome::EarlyStopped
+        }
         FitEnd::Interrupted => {
             eprintln!(
                 "interrupted at epoch {}, step {}: checkpoint in {}; continue with --resume",
