@@ -166,7 +166,7 @@ mod tests {
             let (v, p) = draw(seed);
             let side = f64::from(recipe.square);
             let area = v.size.0 * v.size.1 / (side * side);
-            assert!(area >= MIN_AREA * 0.75 - 1e-9 && area <= 1.0 + 1e-9, "{v:?}");
+            assert!((MIN_AREA - 1e-9..=1.0 + 1e-9).contains(&area), "{v:?}");
             assert!(v.angle.abs() <= MAX_ROTATION_DEGREES.to_radians() + 1e-12);
             assert!((0.8..=1.2).contains(&v.brightness) && (0.8..=1.2).contains(&v.contrast));
             assert!(p.iter().all(|x| (0.0..=255.0).contains(x)));

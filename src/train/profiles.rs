@@ -194,7 +194,7 @@ impl Rates {
 /// `report.json`).
 #[derive(Debug, Clone, Serialize)]
 pub struct ProfileReport {
-    /// Where the numbers of photos came from and the mean photos a profile.
+    /// Mean photos a simulated profile.
     pub photos_per_profile: f64,
     /// `--photos-per-profile K` or the `--profiles` folder.
     pub sizes_from: String,

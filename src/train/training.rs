@@ -478,6 +478,26 @@ mod tests {
     }
 
     #[test]
+    fn label_smoothing_mixes_the_uniform_target_in() {
+        let logits = Tensor::from_slice(&[0.0f32, 2.0, 1.0, 0.0]).view([2, 2]);
+        let labels = Tensor::from_slice(&[1i64, 1]);
+        // log-softmax by hand, per image: [nope, like].
+        let log_p = |a: f64, b: f64| {
+            let z = (a.exp() + b.exp()).ln();
+            (a - z, b - z)
+        };
+        let (a, b) = (log_p(0.0, 2.0), log_p(1.0, 0.0));
+        let hard = -(a.1 + b.1) / 2.0;
+        let uniform = -((a.0 + a.1) / 2.0 + (b.0 + b.1) / 2.0) / 2.0;
+        let got = |s, w: Option<&Tensor>| smoothed_loss(&logits, &labels, w, s).double_value(&[]);
+        assert!((got(0.0, None) - hard).abs() < 1e-6);
+        assert!((got(0.1, None) - (0.9 * hard + 0.1 * uniform)).abs() < 1e-6);
+        // Class weights of one class only: the same weighted mean.
+        let w = Tensor::from_slice(&[3.0f32, 2.0]);
+        assert!((got(0.1, Some(&w)) - (0.9 * hard + 0.1 * uniform)).abs() < 1e-6);
+    }
+
+    #[test]
     fn balanced_weights_equalise_the_classes() {
         let w = balanced_class_weights(&[0, 0, 0, 1]);
         assert_eq!(w, [4.0 / 6.0, 2.0]);
