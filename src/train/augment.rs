@@ -6,10 +6,16 @@
 //! to 10 degrees about its centre and mirrored half of the time, sampled bilinearly (edges repeated);
 //! then brightness and contrast are each scaled by a factor in [0.8, 1.2]. Validation and the daemon
 //! keep the plain centre crop of [`swipebot_core::preprocess`]: augmentation exists only here.
+//! [`batch`] assembles a training batch with the augmentation a recipe names.
 
 use rand::rngs::StdRng;
 use rand::Rng;
 use swipebot_core::preprocess::Recipe;
+use tch::{Device, Tensor};
+
+use crate::data::Sample;
+use crate::recipe::Augment;
+use crate::training;
 
 /// Smallest share of the square's area a training view covers.
 pub const MIN_AREA: f64 = 0.6;
@@ -116,6 +122,31 @@ pub fn render(square: &[u8], recipe: &Recipe, view: &View, out: &mut Vec<f32>) {
             *p = ((f64::from(*p) - mean) * view.contrast + mean).clamp(0.0, 255.0) as f32;
         }
     }
+}
+
+/// A training batch: the images of `samples` varied as `augment` says (drawing from `rng`), with
+/// their labels, as [`training::batch`] returns them.
+pub fn batch(
+    samples: &[&Sample],
+    recipe: &Recipe,
+    augment: Augment,
+    rng: &mut StdRng,
+    device: Device,
+) -> (Tensor, Tensor) {
+    if augment == Augment::CropMirror {
+        return training::batch(samples, recipe, Some(rng), device);
+    }
+    let mut data = Vec::with_capacity(samples.len() * recipe.input_len());
+    for s in samples {
+        let view = View::draw(recipe.square, rng);
+        render(&s.pixels, recipe, &view, &mut data);
+    }
+    let (c, side) = (recipe.channels.count() as i64, i64::from(recipe.crop));
+    let x = Tensor::from_slice(&data)
+        .view([samples.len() as i64, c, side, side])
+        .to_device(device);
+    let labels: Vec<i64> = samples.iter().map(|s| s.label as i64).collect();
+    (x, Tensor::from_slice(&labels).to_device(device))
 }
 
 #[cfg(test)]

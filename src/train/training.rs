@@ -17,7 +17,7 @@ use rand::{Rng, SeedableRng};
 use tch::nn;
 use tch::{Device, Kind, Tensor};
 
-use crate::augment::{self, View};
+use crate::augment;
 use crate::checkpoint::{self, Best, Checkpoint, Partial, State};
 use crate::data::Sample;
 use crate::model::GoogLeNet;
@@ -118,31 +118,6 @@ pub fn batch(samples: &[&Sample], recipe: &Recipe, rng: Option<&mut StdRng>, dev
             None => (centre, centre, false),
         };
         preprocess::crop_to_tensor(&s.pixels, recipe, left, top, mirror, &mut data);
-    }
-    let (c, side) = (recipe.channels.count() as i64, i64::from(recipe.crop));
-    let x = Tensor::from_slice(&data)
-        .view([samples.len() as i64, c, side, side])
-        .to_device(device);
-    let labels: Vec<i64> = samples.iter().map(|s| s.label as i64).collect();
-    (x, Tensor::from_slice(&labels).to_device(device))
-}
-
-/// A training batch: the images of `samples` varied as `augment` says (drawing from `rng`), with
-/// their labels, as [`batch`] returns them.
-pub fn train_batch(
-    samples: &[&Sample],
-    recipe: &Recipe,
-    augment: Augment,
-    rng: &mut StdRng,
-    device: Device,
-) -> (Tensor, Tensor) {
-    if augment == Augment::CropMirror {
-        return batch(samples, recipe, Some(rng), device);
-    }
-    let mut data = Vec::with_capacity(samples.len() * recipe.input_len());
-    for s in samples {
-        let view = View::draw(recipe.square, rng);
-        augment::render(&s.pixels, recipe, &view, &mut data);
     }
     let (c, side) = (recipe.channels.count() as i64, i64::from(recipe.crop));
     let x = Tensor::from_slice(&data)
@@ -360,7 +335,7 @@ impl Fit<'_> {
                             &order[(step * batch_size).min(order.len())..((step + 1) * batch_size).min(order.len())];
                         let picked: Vec<&Sample> = chunk.iter().map(|&i| train[i]).collect();
                         let mut rng = StdRng::seed_from_u64(mix(hyper.seed, epoch, step + 1));
-                        let (x, y) = train_batch(&picked, recipe, hyper.augment, &mut rng, Device::Cpu);
+                        let (x, y) = augment::batch(&picked, recipe, hyper.augment, &mut rng, Device::Cpu);
                         if tx.send((step, x, y)).is_err() {
                             break;
                         }
