@@ -9,7 +9,7 @@ use swipebot_core::preprocess::{Channels, Recipe};
 
 use crate::calibrate::ThresholdPolicy;
 use crate::profiles::ProfileSizes;
-use crate::recipe::{Augment, RecipeName, Schedule, ScheduleKind};
+use crate::recipe::{Augment, OptimizerKind, RecipeName, Schedule, ScheduleKind};
 use crate::training::{self, Hyper};
 
 /// Command-line arguments of `train`.
@@ -45,7 +45,7 @@ pub struct Args {
     /// Images per step.
     #[arg(long, default_value_t = 32)]
     pub batch_size: usize,
-    /// Base learning rate (the top of the schedule; default: the recipe's, 0.01).
+    /// Base learning rate (the top of the schedule; default: 0.001 with AdamW, 0.01 with SGD).
     #[arg(long)]
     pub lr: Option<f64>,
     /// Fraction of the total iterations between learning-rate step-downs (`--schedule step`).
@@ -96,6 +96,9 @@ pub struct Args {
     /// its parts one by one.
     #[arg(long, value_enum, default_value_t = RecipeName::Default)]
     pub recipe: RecipeName,
+    /// Optimizer: `adam` (AdamW) or `sgd` (with `--momentum`; the original's).
+    #[arg(long, value_enum)]
+    pub optimizer: Option<OptimizerKind>,
     /// Learning-rate schedule: `cosine` (warm-up, then cosine to zero) or `step` (the original).
     #[arg(long, value_enum)]
     pub schedule: Option<ScheduleKind>,
@@ -207,9 +210,17 @@ impl Args {
         }
     }
 
-    /// The base learning rate: `--lr`, else the recipe's.
+    /// The optimizer: `--optimizer`, else the recipe's.
+    pub fn optimizer(&self) -> OptimizerKind {
+        self.optimizer.unwrap_or(self.recipe.defaults().optimizer)
+    }
+
+    /// The base learning rate: `--lr`, else the one for the optimizer (0.001 for AdamW, 0.01 for SGD).
     pub fn lr(&self) -> f64 {
-        self.lr.unwrap_or(self.recipe.defaults().lr)
+        self.lr.unwrap_or(match self.optimizer() {
+            OptimizerKind::Adam => 0.001,
+            OptimizerKind::Sgd => 0.01,
+        })
     }
 
     /// The schedule: `--schedule`, else the recipe's, with its parameters.
@@ -247,6 +258,7 @@ impl Args {
             epochs: self.epochs,
             batch_size: self.batch_size.max(1),
             base_lr: self.lr(),
+            optimizer: self.optimizer(),
             momentum: self.momentum,
             weight_decay: self.weight_decay,
             schedule: self.schedule(),
@@ -299,8 +311,11 @@ mod tests {
         assert_eq!(d.schedule, Schedule::Cosine { warmup_fraction: 0.05 });
         assert_eq!(
             (d.augment, d.label_smoothing, d.patience, d.base_lr),
-            (Augment::Photo, 0.1, 5, 0.01)
+            (Augment::Photo, 0.1, 5, 0.001)
         );
+        assert_eq!(d.optimizer, OptimizerKind::Adam);
+        let sgd = parse(&["--optimizer", "sgd"]).hyper(&[]);
+        assert_eq!((sgd.optimizer, sgd.base_lr), (OptimizerKind::Sgd, 0.01));
         assert_eq!(parse(&[]).threshold_policy(), ThresholdPolicy::MaxProfileLikeF1);
         let o = parse(&["--recipe", "original"]).hyper(&[]);
         assert_eq!(
@@ -314,6 +329,7 @@ mod tests {
             (o.augment, o.label_smoothing, o.patience, o.base_lr),
             (Augment::CropMirror, 0.0, 0, 0.01)
         );
+        assert_eq!(o.optimizer, OptimizerKind::Sgd);
         assert_eq!(
             parse(&["--recipe", "original"]).threshold_policy(),
             ThresholdPolicy::MaxLikeF1

@@ -5,12 +5,13 @@
 //! cache), [`settings`] (the run's identity, which `--resume` checks), [`googlenet`] (the layer
 //! list), [`model`] (the libtorch module), [`recipe`] (schedule, augmentation, label smoothing and
 //! early stopping), [`augment`] (photo augmentation), [`training`] (the loop, as
-//! [`training::Fit`]), [`sgd`] (the optimizer), [`checkpoint`] (resume), [`calibrate`] (temperature
+//! [`training::Fit`]), [`optimizer`] ([`sgd`] or [`adam`]), [`checkpoint`] (resume), [`calibrate`] (temperature
 //! and threshold), [`profiles`] (simulated profiles for the daemon's any-photo rule), [`verdict`]
 //! (warnings about a model not worth deploying), [`export`] (ONNX), [`outputs`] (the files' names,
 //! after the model's), [`report`] (metrics, curves and the report) and `console` (what stderr
 //! shows). This file runs them in order.
 
+pub mod adam;
 pub mod args;
 pub mod augment;
 pub mod cache;
@@ -21,6 +22,7 @@ pub mod data;
 pub mod export;
 pub mod googlenet;
 pub mod model;
+pub mod optimizer;
 pub mod outputs;
 pub mod profiles;
 pub mod recipe;
@@ -42,10 +44,10 @@ pub use args::Args;
 use checkpoint::{Checkpoint, State};
 use data::{Dataset, Sample};
 use model::{GoogLeNet, NetShape};
+use optimizer::Optimizer;
 use outputs::Outputs;
 use report::{DatasetReport, Files, Report};
 use settings::RunSettings;
-use sgd::Sgd;
 use swipebot_core::model_info::{ModelInfo, CLASSES};
 use swipebot_core::preprocess::{Limits, Recipe};
 use training::{Fit, FitEnd};
@@ -108,7 +110,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     net.set_normalization(&mean, &scale);
     let train_labels: Vec<usize> = train.iter().map(|s| s.label).collect();
     let hyper = args.hyper(&train_labels);
-    let mut sgd = Sgd::new(&vs, hyper.momentum, hyper.weight_decay);
+    let mut sgd = Optimizer::new(hyper.optimizer, &vs, hyper.momentum, hyper.weight_decay);
     let ckpt = Checkpoint::for_model(&args.out);
     let settings = RunSettings::new(&args, &recipe, &loaded.fingerprint);
     let mut state = start(&args, &ckpt, settings, &mut vs, &mut sgd)?;
@@ -256,7 +258,7 @@ fn start(
     ckpt: &Checkpoint,
     settings: RunSettings,
     vs: &mut VarStore,
-    sgd: &mut Sgd,
+    sgd: &mut Optimizer,
 ) -> anyhow::Result<State> {
     if args.resume {
         let state = ckpt.load_state(&settings)?;

@@ -3,12 +3,13 @@
 //! the one that fits a few thousand photos (measured in the README's "Quality" section).
 //!
 //! The original recipe cuts the learning rate by 10x every third of the run: on a short run the net
-//! has learnt little before the rate is too small to learn more. The default warms the rate up
-//! linearly over the first iterations (a net without normalisation layers can diverge at full rate
-//! from its initial weights), then follows a cosine down to zero at the last iteration, so most steps
-//! run near the top rate; it varies the photos more (scale and aspect crops, small rotations,
-//! brightness and contrast, mirror: [`crate::augment`]), smooths the targets, and stops once the
-//! validation loss has not improved for `--patience` epochs.
+//! has learnt little before the rate is too small to learn more. The default uses AdamW
+//! ([`crate::adam`]: per-weight step sizes, with which this deep net without normalisation layers
+//! learns in a few epochs), warms the rate up linearly over the first iterations (such a net can
+//! diverge at full rate from its initial weights), then follows a cosine down to zero at the last
+//! iteration, so most steps run near the top rate; it varies the photos more (scale and aspect
+//! crops, small rotations, brightness and contrast, mirror: [`crate::augment`]), smooths the targets,
+//! and stops once the validation loss has not improved for `--patience` epochs.
 
 use serde::{Deserialize, Serialize};
 
@@ -16,9 +17,10 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum RecipeName {
-    /// Warm-up and cosine, photo augmentation, label smoothing 0.1, early stopping (patience 5).
+    /// AdamW, warm-up and cosine, photo augmentation, label smoothing 0.1, early stopping (patience 5).
     Default,
-    /// The classic experiment: step-down schedule, random crop and mirror, hard targets, every epoch.
+    /// The classic experiment: SGD with a step-down schedule, random crop and mirror, hard targets,
+    /// every epoch.
     Original,
 }
 
@@ -46,6 +48,25 @@ impl std::fmt::Display for Augment {
         f.write_str(match self {
             Augment::CropMirror => "crop-mirror",
             Augment::Photo => "photo",
+        })
+    }
+}
+
+/// The optimizer (`--optimizer`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum OptimizerKind {
+    /// SGD with momentum and L2 weight decay (the original).
+    Sgd,
+    /// AdamW: per-weight step sizes, decoupled weight decay.
+    Adam,
+}
+
+impl std::fmt::Display for OptimizerKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            OptimizerKind::Sgd => "sgd",
+            OptimizerKind::Adam => "adam",
         })
     }
 }
@@ -110,8 +131,8 @@ impl Schedule {
 /// What a recipe sets, each part overridable by its own flag.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RecipeDefaults {
-    /// Base learning rate (`--lr`).
-    pub lr: f64,
+    /// The optimizer (`--optimizer`).
+    pub optimizer: OptimizerKind,
     /// The schedule (`--schedule`).
     pub schedule: ScheduleKind,
     /// Augmentation (`--augment`).
@@ -127,14 +148,14 @@ impl RecipeName {
     pub fn defaults(self) -> RecipeDefaults {
         match self {
             RecipeName::Default => RecipeDefaults {
-                lr: 0.01,
+                optimizer: OptimizerKind::Adam,
                 schedule: ScheduleKind::Cosine,
                 augment: Augment::Photo,
                 label_smoothing: 0.1,
                 patience: 5,
             },
             RecipeName::Original => RecipeDefaults {
-                lr: 0.01,
+                optimizer: OptimizerKind::Sgd,
                 schedule: ScheduleKind::Step,
                 augment: Augment::CropMirror,
                 label_smoothing: 0.0,

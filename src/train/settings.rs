@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use swipebot_core::preprocess::Recipe;
 
 use crate::args::Args;
-use crate::recipe::{Augment, RecipeName, Schedule};
+use crate::recipe::{Augment, OptimizerKind, RecipeName, Schedule};
 
 /// Everything a checkpoint must share with a `--resume`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -51,6 +51,9 @@ pub struct RunSettings {
     /// defaults of the fields below for it), so `--resume --recipe original` continues it.
     #[serde(default = "original::recipe")]
     pub recipe: RecipeName,
+    /// The optimizer (`--optimizer`, else the recipe's).
+    #[serde(default = "original::optimizer")]
+    pub optimizer: OptimizerKind,
     /// The schedule's kind (`--schedule`, else the recipe's): `step` or `cosine`.
     #[serde(default = "original::schedule")]
     pub schedule: String,
@@ -70,11 +73,16 @@ pub struct RunSettings {
 
 /// What a checkpoint written before `--recipe` existed was trained with: the original recipe.
 mod original {
-    use super::{Augment, RecipeName};
+    use super::{Augment, OptimizerKind, RecipeName};
 
     /// The recipe.
     pub fn recipe() -> RecipeName {
         RecipeName::Original
+    }
+
+    /// Its optimizer.
+    pub fn optimizer() -> OptimizerKind {
+        OptimizerKind::Sgd
     }
 
     /// Its schedule.
@@ -148,6 +156,7 @@ impl RunSettings {
             seed: args.seed,
             class_weights: args.class_weights,
             recipe: args.recipe,
+            optimizer: args.optimizer(),
             schedule: match args.schedule() {
                 Schedule::Step { .. } => "step".to_string(),
                 Schedule::Cosine { .. } => "cosine".to_string(),
@@ -180,6 +189,7 @@ impl RunSettings {
                 seed,
                 class_weights,
                 recipe,
+                optimizer,
                 schedule,
                 warmup_fraction,
                 augment,
@@ -243,7 +253,7 @@ mod tests {
         assert!(!err.contains("lr"), "only the changed setting is named: {err}");
 
         // Several at once, the dataset fingerprint and a flag included.
-        let mut other = settings(&["--epochs", "4", "--seed", "7", "--class-weights"]);
+        let mut other = settings(&["--epochs", "4", "--lr", "0.01", "--seed", "7", "--class-weights"]);
         other.dataset = "11aa".into();
         let names: Vec<&str> = saved.changes(&other).iter().map(|c| c.setting).collect();
         assert_eq!(names, ["dataset", "seed", "class_weights"]);
@@ -275,6 +285,7 @@ mod tests {
                 "label_smoothing",
                 "lr",
                 "momentum",
+                "optimizer",
                 "patience",
                 "recipe",
                 "schedule",
@@ -286,11 +297,12 @@ mod tests {
                 "weight_decay"
             ]
         );
-        let back: RunSettings = serde_json::from_value(value.clone()).unwrap();
+        let back: RunSettings = serde_json::from_value(value).unwrap();
         assert_eq!(back, settings(&[]));
-        let mut old = value;
+        let mut old = serde_json::to_value(settings(&["--recipe", "original"])).unwrap();
         for key in [
             "recipe",
+            "optimizer",
             "schedule",
             "warmup_fraction",
             "augment",

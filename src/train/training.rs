@@ -21,8 +21,8 @@ use crate::augment;
 use crate::checkpoint::{self, Best, Checkpoint, Partial, State};
 use crate::data::Sample;
 use crate::model::GoogLeNet;
+use crate::optimizer::Optimizer;
 use crate::recipe::{self, Augment, Schedule};
-use crate::sgd::Sgd;
 use swipebot_core::model_info::CLASSES;
 use swipebot_core::preprocess::{self, Recipe};
 
@@ -35,6 +35,8 @@ pub struct Hyper {
     pub batch_size: usize,
     /// Learning rate at the start.
     pub base_lr: f64,
+    /// The optimizer.
+    pub optimizer: recipe::OptimizerKind,
     /// SGD momentum.
     pub momentum: f64,
     /// L2 weight decay.
@@ -282,7 +284,7 @@ impl Fit<'_> {
     /// checkpoint at every epoch end, and finally restores the weights of the best validation epoch
     /// (from the checkpoint's `best.ot` when a resumed run's best epoch came before this invocation).
     /// `state` ends as the run's final state.
-    pub fn run(&self, sgd: &mut Sgd, state: &mut State, observer: &mut dyn Observer) -> anyhow::Result<FitEnd> {
+    pub fn run(&self, sgd: &mut Optimizer, state: &mut State, observer: &mut dyn Observer) -> anyhow::Result<FitEnd> {
         let Fit {
             vs,
             net,
