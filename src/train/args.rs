@@ -10,6 +10,8 @@ use swipebot_core::preprocess::{Channels, Recipe};
 use crate::calibrate::ThresholdPolicy;
 use crate::precision::Int8Settings;
 use crate::ranges::RangeMethod;
+use crate::profiles::ProfileSizes;
+use crate::recipe::{Augment, OptimizerKind, RecipeName, Schedule, ScheduleKind};
 use crate::training::{self, Hyper};
 
 /// Command-line arguments of `train`.
@@ -26,7 +28,8 @@ pub struct Args {
     /// Where to write the ONNX model.
     #[arg(long)]
     pub out: PathBuf,
-    /// Passes over the training split; 0 exports an initialised, untrained model.
+    /// Most passes over the training split (fewer when `--patience` stops the run); 0 exports an
+    /// initialised, untrained model.
     #[arg(long, default_value_t = 30)]
     pub epochs: usize,
     /// Side of the square network input (224 as in the original; 64 or 96 for quick CPU runs).
@@ -44,13 +47,13 @@ pub struct Args {
     /// Images per step.
     #[arg(long, default_value_t = 32)]
     pub batch_size: usize,
-    /// Base learning rate (multiplied by --gamma every --step-fraction of the iterations).
-    #[arg(long, default_value_t = 0.01)]
-    pub lr: f64,
-    /// Fraction of the total iterations between learning-rate step-downs.
+    /// Base learning rate (the top of the schedule; default: 0.001 with AdamW, 0.01 with SGD).
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Fraction of the total iterations between learning-rate step-downs (`--schedule step`).
     #[arg(long, default_value_t = 0.33)]
     pub step_fraction: f64,
-    /// Learning-rate step-down factor.
+    /// Learning-rate step-down factor (`--schedule step`).
     #[arg(long, default_value_t = 0.1)]
     pub gamma: f64,
     /// SGD momentum.
@@ -89,6 +92,39 @@ pub struct Args {
     #[arg(long)]
     pub threads: Option<usize>,
 
+    // The recipe (`crate::recipe`) and the profile-level threshold (`crate::profiles`).
+    /// The training recipe: `default` (warm-up and cosine, photo augmentation, label smoothing,
+    /// early stopping) or `original` (the classic experiment, exactly). The flags below override
+    /// its parts one by one.
+    #[arg(long, value_enum, default_value_t = RecipeName::Default)]
+    pub recipe: RecipeName,
+    /// Optimizer: `adam` (AdamW) or `sgd` (with `--momentum`; the original's).
+    #[arg(long, value_enum)]
+    pub optimizer: Option<OptimizerKind>,
+    /// Learning-rate schedule: `cosine` (warm-up, then cosine to zero) or `step` (the original).
+    #[arg(long, value_enum)]
+    pub schedule: Option<ScheduleKind>,
+    /// Fraction of the iterations spent warming the learning rate up (`--schedule cosine`).
+    #[arg(long, default_value_t = 0.05)]
+    pub warmup_fraction: f64,
+    /// Training augmentation: `photo` (scale and aspect crops, rotation, brightness and contrast,
+    /// mirror) or `crop-mirror` (the original).
+    #[arg(long, value_enum)]
+    pub augment: Option<Augment>,
+    /// Label smoothing in [0, 0.5) (default: 0.1, 0 with `--recipe original`).
+    #[arg(long)]
+    pub label_smoothing: Option<f64>,
+    /// Stop after this many epochs without a lower validation loss; 0 runs every epoch
+    /// (default: 5, 0 with `--recipe original`).
+    #[arg(long)]
+    pub patience: Option<usize>,
+    /// Photos of a simulated validation profile, for the threshold of the daemon's any-photo rule.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=ProfileSizes::MAX_PHOTOS as i64))]
+    pub photos_per_profile: u32,
+    /// A folder of recorded profiles (the replay format): simulated profiles get their numbers of
+    /// photos instead of `--photos-per-profile`.
+    #[arg(long, conflicts_with = "photos_per_profile")]
+    pub profiles: Option<PathBuf>,
     // Precision of the written model (README, "Precision"); one block, read by `precision.rs`.
     /// Arithmetic of the written model: `fp32`, or `int8` (calibrated on training images, gated on
     /// the validation split against fp32). `fp16` is refused: it needs a CUDA host.
@@ -147,6 +183,19 @@ impl Args {
                  build has not been measured on a CUDA host; use fp32 (any host) or int8 (CPU)"
             );
         }
+        if let Some(lr) = self.lr {
+            if !(lr > 0.0 && lr.is_finite()) {
+                bail!("--lr must be a positive number, got {lr}");
+            }
+        }
+        if !(0.0..1.0).contains(&self.warmup_fraction) {
+            bail!("--warmup-fraction must be in [0, 1), got {}", self.warmup_fraction);
+        }
+        if let Some(s) = self.label_smoothing {
+            if !(0.0..0.5).contains(&s) {
+                bail!("--label-smoothing must be in [0, 0.5), got {s}");
+            }
+        }
         Ok(())
     }
 
@@ -188,12 +237,64 @@ impl Args {
         recipe
     }
 
-    /// How the recommended threshold is chosen.
+    /// How the recommended threshold is chosen: for the daemon's decision on whole profiles (the
+    /// default recipe), or photo by photo (`--recipe original`, as the classic experiment did).
     pub fn threshold_policy(&self) -> ThresholdPolicy {
-        match self.target_like_rate {
-            Some(rate) => ThresholdPolicy::LikeRate { rate },
-            None => ThresholdPolicy::MaxLikeF1,
+        match (self.recipe, self.target_like_rate) {
+            (RecipeName::Original, Some(rate)) => ThresholdPolicy::LikeRate { rate },
+            (RecipeName::Original, None) => ThresholdPolicy::MaxLikeF1,
+            (RecipeName::Default, Some(rate)) => ThresholdPolicy::ProfileLikeRate { rate },
+            (RecipeName::Default, None) => ThresholdPolicy::MaxProfileLikeF1,
         }
+    }
+
+    /// The numbers of photos of simulated profiles: `--profiles DIR`'s, else `--photos-per-profile`.
+    pub fn profile_sizes(&self) -> anyhow::Result<ProfileSizes> {
+        match &self.profiles {
+            Some(dir) => ProfileSizes::from_recorded(dir),
+            None => Ok(ProfileSizes::fixed(self.photos_per_profile as usize)),
+        }
+    }
+
+    /// The optimizer: `--optimizer`, else the recipe's.
+    pub fn optimizer(&self) -> OptimizerKind {
+        self.optimizer.unwrap_or(self.recipe.defaults().optimizer)
+    }
+
+    /// The base learning rate: `--lr`, else the one for the optimizer (0.001 for AdamW, 0.01 for SGD).
+    pub fn lr(&self) -> f64 {
+        self.lr.unwrap_or(match self.optimizer() {
+            OptimizerKind::Adam => 0.001,
+            OptimizerKind::Sgd => 0.01,
+        })
+    }
+
+    /// The schedule: `--schedule`, else the recipe's, with its parameters.
+    pub fn schedule(&self) -> Schedule {
+        match self.schedule.unwrap_or(self.recipe.defaults().schedule) {
+            ScheduleKind::Step => Schedule::Step {
+                fraction: self.step_fraction,
+                gamma: self.gamma,
+            },
+            ScheduleKind::Cosine => Schedule::Cosine {
+                warmup_fraction: self.warmup_fraction,
+            },
+        }
+    }
+
+    /// The augmentation: `--augment`, else the recipe's.
+    pub fn augment(&self) -> Augment {
+        self.augment.unwrap_or(self.recipe.defaults().augment)
+    }
+
+    /// The label smoothing: `--label-smoothing`, else the recipe's.
+    pub fn label_smoothing(&self) -> f64 {
+        self.label_smoothing.unwrap_or(self.recipe.defaults().label_smoothing)
+    }
+
+    /// The early-stopping patience: `--patience`, else the recipe's.
+    pub fn patience(&self) -> usize {
+        self.patience.unwrap_or(self.recipe.defaults().patience)
     }
 
     /// The hyper-parameters of the loop; `train_labels` (the training split's classes) weigh the
@@ -202,11 +303,14 @@ impl Args {
         Hyper {
             epochs: self.epochs,
             batch_size: self.batch_size.max(1),
-            base_lr: self.lr,
+            base_lr: self.lr(),
+            optimizer: self.optimizer(),
             momentum: self.momentum,
             weight_decay: self.weight_decay,
-            step_fraction: self.step_fraction,
-            gamma: self.gamma,
+            schedule: self.schedule(),
+            augment: self.augment(),
+            label_smoothing: self.label_smoothing(),
+            patience: self.patience(),
             seed: self.seed,
             class_weights: self
                 .class_weights
@@ -233,6 +337,9 @@ mod tests {
             (&["--target-like-rate", "0"][..], "--target-like-rate"),
             (&["--threshold", "1.5"][..], "--threshold"),
             (&["--input-size", "96", "--resize", "64"][..], "--resize"),
+            (&["--lr", "0"][..], "--lr"),
+            (&["--warmup-fraction", "1"][..], "--warmup-fraction"),
+            (&["--label-smoothing", "0.5"][..], "--label-smoothing"),
         ] {
             let err = parse(extra).validate().unwrap_err().to_string();
             assert!(err.starts_with(flag), "{extra:?}: {err}");
@@ -254,6 +361,61 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("`tpu`"));
+    }
+
+    #[test]
+    fn recipes_set_the_parts_and_flags_override_them_one_by_one() {
+        let d = parse(&[]).hyper(&[]);
+        assert_eq!(d.schedule, Schedule::Cosine { warmup_fraction: 0.05 });
+        assert_eq!(
+            (d.augment, d.label_smoothing, d.patience, d.base_lr),
+            (Augment::Photo, 0.1, 5, 0.001)
+        );
+        assert_eq!(d.optimizer, OptimizerKind::Adam);
+        let sgd = parse(&["--optimizer", "sgd"]).hyper(&[]);
+        assert_eq!((sgd.optimizer, sgd.base_lr), (OptimizerKind::Sgd, 0.01));
+        assert_eq!(parse(&[]).threshold_policy(), ThresholdPolicy::MaxProfileLikeF1);
+        let o = parse(&["--recipe", "original"]).hyper(&[]);
+        assert_eq!(
+            o.schedule,
+            Schedule::Step {
+                fraction: 0.33,
+                gamma: 0.1
+            }
+        );
+        assert_eq!(
+            (o.augment, o.label_smoothing, o.patience, o.base_lr),
+            (Augment::CropMirror, 0.0, 0, 0.01)
+        );
+        assert_eq!(o.optimizer, OptimizerKind::Sgd);
+        assert_eq!(
+            parse(&["--recipe", "original"]).threshold_policy(),
+            ThresholdPolicy::MaxLikeF1
+        );
+        let mixed = parse(&[
+            "--recipe",
+            "original",
+            "--augment",
+            "photo",
+            "--patience",
+            "3",
+            "--lr",
+            "0.02",
+        ])
+        .hyper(&[]);
+        assert_eq!(
+            (mixed.augment, mixed.patience, mixed.base_lr),
+            (Augment::Photo, 3, 0.02)
+        );
+        assert!(matches!(mixed.schedule, Schedule::Step { .. }));
+        assert_eq!(
+            parse(&["--target-like-rate", "0.2"]).threshold_policy(),
+            ThresholdPolicy::ProfileLikeRate { rate: 0.2 }
+        );
+        assert_eq!(
+            parse(&["--photos-per-profile", "3"]).profile_sizes().unwrap(),
+            ProfileSizes::fixed(3)
+        );
     }
 
     #[test]

@@ -2,12 +2,16 @@
 //!
 //! The original model's confidences sat near 0 or 1. Temperature scaling (Guo et al. 2017) divides
 //! the logits by one scalar `T`, fitted here by minimising the validation negative log-likelihood
-//! (golden-section search on `log T`); the export bakes it into the graph. The threshold on the LIKE
-//! probability is then chosen on the calibrated validation probabilities, and the report measures the
-//! result: confusion matrix, ROC AUC and expected calibration error (15 bins) before and after.
-//! [`calibrate`] does all of it and returns the two sections of `report.json` it fills.
+//! (golden-section search on `log T`); the export bakes it into the graph, unless it makes the
+//! expected calibration error (15 bins) worse, in which case `T` stays 1. The threshold on the LIKE
+//! probability is then chosen on the calibrated validation probabilities, for whole profiles under
+//! the daemon's any-photo rule ([`crate::profiles`]) or photo by photo, and the report measures the
+//! result: confusion matrix, ROC AUC, photo- and profile-level rates, and the calibration error
+//! before and after. [`calibrate`] does all of it and returns the two sections of `report.json` it fills.
 
 use serde::{Serialize, Serializer};
+
+use crate::profiles::{self, ProfileReport, ProfileSizes, Rates};
 
 /// The threshold written into a model when nothing could be calibrated (`--epochs 0`, or no
 /// validation split) and none was given: the original experiment's guess.
@@ -20,13 +24,30 @@ pub const ECE_BINS: usize = 15;
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 #[serde(tag = "policy", rename_all = "snake_case")]
 pub enum ThresholdPolicy {
-    /// Maximise the F1 score of the LIKE class.
+    /// Maximise the F1 score of the LIKE class, photo by photo (`--recipe original`).
     MaxLikeF1,
-    /// Swipe right on about this fraction of the validation photos.
+    /// Swipe right on about this fraction of the validation photos (`--recipe original`).
     LikeRate {
         /// The target fraction, in (0, 1).
         rate: f64,
     },
+    /// Maximise the LIKE F1 of simulated profiles under the any-photo rule.
+    MaxProfileLikeF1,
+    /// Swipe right on about this fraction of simulated profiles under the any-photo rule.
+    ProfileLikeRate {
+        /// The target fraction, in (0, 1).
+        rate: f64,
+    },
+}
+
+impl ThresholdPolicy {
+    /// Whether the threshold is chosen on simulated profiles rather than on photos.
+    pub fn on_profiles(self) -> bool {
+        matches!(
+            self,
+            ThresholdPolicy::MaxProfileLikeF1 | ThresholdPolicy::ProfileLikeRate { .. }
+        )
+    }
 }
 
 /// Counts at a threshold, LIKE being the positive class.
@@ -163,7 +184,9 @@ pub fn fit_temperature(margins: &[f64], like: &[bool]) -> f64 {
     ((a + b) / 2.0).exp()
 }
 
-/// The recommended threshold on LIKE probabilities `p` (0.5 when there is no validation data).
+/// The recommended threshold on scores `p` (photos' LIKE probabilities, or simulated profiles' highest
+/// ones: the profile policies choose as their photo counterparts do, on what they are given); 0.5
+/// when there is no validation data.
 pub fn choose_threshold(p: &[f64], like: &[bool], policy: ThresholdPolicy) -> f64 {
     if p.is_empty() {
         return 0.5;
@@ -172,7 +195,7 @@ pub fn choose_threshold(p: &[f64], like: &[bool], policy: ThresholdPolicy) -> f6
     sorted.sort_by(f64::total_cmp);
     sorted.dedup();
     match policy {
-        ThresholdPolicy::MaxLikeF1 => {
+        ThresholdPolicy::MaxLikeF1 | ThresholdPolicy::MaxProfileLikeF1 => {
             // Every distinct score is a candidate; between equal F1s prefer the threshold in the
             // middle of the widest gap, which is the most robust to new photos.
             let mut best = (f64::NEG_INFINITY, 0.5);
@@ -186,7 +209,7 @@ pub fn choose_threshold(p: &[f64], like: &[bool], policy: ThresholdPolicy) -> f6
             }
             best.1.clamp(0.0, 1.0)
         }
-        ThresholdPolicy::LikeRate { rate } => {
+        ThresholdPolicy::LikeRate { rate } | ThresholdPolicy::ProfileLikeRate { rate } => {
             // The smallest threshold whose LIKE rate does not exceed the target.
             let n = p.len() as f64;
             let mut desc = p.to_vec();
@@ -258,16 +281,23 @@ pub fn ece(p: &[f64], like: &[bool], bins: usize) -> f64 {
 /// What temperature scaling found on the validation split (`calibration` in `report.json`).
 #[derive(Debug, Serialize)]
 pub struct Calibration {
-    /// The fitted temperature, baked into the exported graph (1 when nothing was fitted).
+    /// The temperature baked into the exported graph: the fitted one when it lowers the expected
+    /// calibration error, else 1.
     pub temperature: f64,
+    /// The temperature that minimised the validation log-loss (1 when nothing was fitted).
+    pub fitted_temperature: f64,
+    /// Whether the fitted temperature was applied (false: it would have raised the calibration error).
+    pub applied: bool,
     /// Validation negative log-likelihood at temperature 1.
     pub nll_before: f64,
-    /// The same at the fitted temperature.
+    /// The same at the applied temperature.
     pub nll_after: f64,
     /// Expected calibration error at temperature 1.
     pub ece_before: f64,
-    /// The same at the fitted temperature.
+    /// The same at the applied temperature.
     pub ece_after: f64,
+    /// The same at the fitted temperature (equal to `ece_after` when it was applied).
+    pub ece_fitted: f64,
     /// Bins the ECE was measured over ([`ECE_BINS`]).
     pub ece_bins: usize,
 }
@@ -294,8 +324,10 @@ impl std::fmt::Display for ChosenBy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ChosenBy::Flag => f.write_str("from --threshold"),
-            ChosenBy::Policy(ThresholdPolicy::MaxLikeF1) => f.write_str("max LIKE F1"),
-            ChosenBy::Policy(ThresholdPolicy::LikeRate { rate }) => write!(f, "like rate {rate}"),
+            ChosenBy::Policy(ThresholdPolicy::MaxLikeF1) => f.write_str("max LIKE F1 per photo"),
+            ChosenBy::Policy(ThresholdPolicy::LikeRate { rate }) => write!(f, "photo like rate {rate}"),
+            ChosenBy::Policy(ThresholdPolicy::MaxProfileLikeF1) => f.write_str("max LIKE F1 per profile"),
+            ChosenBy::Policy(ThresholdPolicy::ProfileLikeRate { rate }) => write!(f, "profile like rate {rate}"),
         }
     }
 }
@@ -318,23 +350,52 @@ pub struct ThresholdReport {
     pub like_f1: f64,
     /// ROC AUC of the calibrated probabilities; `None` when a class is missing from validation.
     pub roc_auc: Option<f64>,
+    /// Photo-level accuracy, precision, recall and F1 at `value`.
+    pub photo: Rates,
+    /// The same for simulated profiles under the daemon's any-photo rule.
+    pub profile: ProfileReport,
+}
+
+/// Where the threshold is chosen and measured: the policy, and the profiles simulated for it.
+#[derive(Debug, Clone, Copy)]
+pub struct ThresholdChoice<'a> {
+    /// How the threshold is recommended.
+    pub policy: ThresholdPolicy,
+    /// `--threshold`, written as is instead of the recommendation.
+    pub fixed: Option<f32>,
+    /// The numbers of photos of simulated profiles.
+    pub sizes: &'a ProfileSizes,
+    /// Seed of the simulation (`--seed`).
+    pub seed: u64,
 }
 
 /// Fits the temperature on validation `logits` (`[nope, like]`, one pair per photo, LIKE when
-/// `like`), chooses the threshold by `policy` unless `fixed` (`--threshold`) gives it, and measures
-/// both. With no logits (no training or no validation split), the temperature is 1 and the
-/// threshold `fixed` or [`DEFAULT_THRESHOLD`].
-pub fn calibrate(
-    logits: &[[f32; 2]],
-    like: &[bool],
-    policy: ThresholdPolicy,
-    fixed: Option<f32>,
-) -> (Calibration, ThresholdReport) {
+/// `like`) and keeps it only when it lowers the expected calibration error, chooses the threshold as
+/// `choice` says, and measures both, per photo and per simulated profile. With no logits (no training
+/// or no validation split), the temperature is 1 and the threshold `fixed` or [`DEFAULT_THRESHOLD`].
+pub fn calibrate(logits: &[[f32; 2]], like: &[bool], choice: ThresholdChoice) -> (Calibration, ThresholdReport) {
+    let ThresholdChoice {
+        policy,
+        fixed,
+        sizes,
+        seed,
+    } = choice;
     let margins = margins(logits);
-    let temperature = fit_temperature(&margins, like);
+    let fitted = fit_temperature(&margins, like);
     let raw = like_probabilities(&margins, 1.0);
+    let (ece_before, ece_fitted) = (
+        ece(&raw, like, ECE_BINS),
+        ece(&like_probabilities(&margins, fitted), like, ECE_BINS),
+    );
+    let applied = ece_fitted <= ece_before;
+    let temperature = if applied { fitted } else { 1.0 };
     let scaled = like_probabilities(&margins, temperature);
-    let recommended = choose_threshold(&scaled, like, policy);
+    let sim = profiles::simulate(&scaled, like, sizes, seed);
+    let recommended = if policy.on_profiles() {
+        choose_threshold(&sim.scores, &sim.like, policy)
+    } else {
+        choose_threshold(&scaled, like, policy)
+    };
     let (value, chosen_by) = match fixed {
         Some(t) => (t, ChosenBy::Flag),
         None if logits.is_empty() => (DEFAULT_THRESHOLD, ChosenBy::Policy(policy)),
@@ -343,10 +404,13 @@ pub fn calibrate(
     let confusion = Confusion::at(&scaled, like, f64::from(value));
     let calibration = Calibration {
         temperature,
+        fitted_temperature: fitted,
+        applied,
         nll_before: nll(&margins, like, 1.0),
         nll_after: nll(&margins, like, temperature),
-        ece_before: ece(&raw, like, ECE_BINS),
+        ece_before,
         ece_after: ece(&scaled, like, ECE_BINS),
+        ece_fitted,
         ece_bins: ECE_BINS,
     };
     let threshold = ThresholdReport {
@@ -357,6 +421,8 @@ pub fn calibrate(
         accuracy: confusion.accuracy(),
         like_f1: confusion.like_f1(),
         roc_auc: roc_auc(&scaled, like),
+        photo: Rates::of(&confusion),
+        profile: ProfileReport::at(&sim, sizes, f64::from(value)),
     };
     (calibration, threshold)
 }
@@ -421,37 +487,121 @@ mod tests {
         assert_eq!(choose_threshold(&[], &[], ThresholdPolicy::MaxLikeF1), 0.5);
     }
 
+    /// `calibrate` with `policy`, `fixed`, profiles of 4 photos and seed 1.
+    fn run(
+        logits: &[[f32; 2]],
+        like: &[bool],
+        policy: ThresholdPolicy,
+        fixed: Option<f32>,
+    ) -> (Calibration, ThresholdReport) {
+        let sizes = ProfileSizes::fixed(4);
+        calibrate(
+            logits,
+            like,
+            ThresholdChoice {
+                policy,
+                fixed,
+                sizes: &sizes,
+                seed: 1,
+            },
+        )
+    }
+
     #[test]
     fn calibrate_chooses_measures_and_says_who_chose() {
         // Overconfident but separable logits: the recommended threshold separates them.
         let logits: Vec<[f32; 2]> = [-8.0f32, -6.0, -4.0, 4.0, 6.0, 8.0].iter().map(|&m| [0.0, m]).collect();
         let like = [false, false, false, true, true, true];
-        let (cal, th) = calibrate(&logits, &like, ThresholdPolicy::MaxLikeF1, None);
-        // Platt's targets soften a perfectly separated split: a temperature above 1.
-        assert!(cal.temperature > 1.0, "{cal:?}");
-        // The threshold is chosen on the probabilities at that temperature: between the highest
-        // NOPE score and the lowest LIKE score there.
-        let (top_nope, low_like) = (sigmoid(-4.0 / cal.temperature), sigmoid(4.0 / cal.temperature));
-        assert!(top_nope < th.recommended && th.recommended < low_like, "{th:?}");
-        assert!(low_like < sigmoid(4.0), "the probabilities were scaled");
+        let (cal, th) = run(&logits, &like, ThresholdPolicy::MaxLikeF1, None);
+        // Platt's targets soften a perfectly separated split: the fitted temperature is above 1, but
+        // on this split every confident answer is right, so softening them raises the calibration
+        // error: the temperature is not applied.
+        assert!(cal.fitted_temperature > 1.0, "{cal:?}");
+        assert!(!cal.applied && cal.temperature == 1.0, "{cal:?}");
+        assert!(
+            cal.ece_fitted > cal.ece_before && cal.ece_after == cal.ece_before,
+            "{cal:?}"
+        );
+        // The threshold is chosen on the probabilities at the applied temperature: between the
+        // highest NOPE score and the lowest LIKE score.
+        assert!(
+            sigmoid(-4.0) < th.recommended && th.recommended < sigmoid(4.0),
+            "{th:?}"
+        );
         assert_eq!(cal.ece_bins, ECE_BINS);
         assert_eq!(th.value, th.recommended as f32);
         assert_eq!((th.accuracy, th.like_f1, th.roc_auc), (1.0, 1.0, Some(1.0)));
+        assert_eq!(
+            (th.photo.f1, th.profile.rates.f1, th.profile.rates.accuracy),
+            (1.0, 1.0, 1.0)
+        );
         assert_eq!(
             serde_json::to_value(th.chosen_by).unwrap(),
             serde_json::json!({"policy": "max_like_f1"})
         );
 
-        // A given threshold is written as is and measured: above every calibrated score (T > 1
-        // keeps them below sigmoid(8)), nothing is liked.
-        let (_, th) = calibrate(&logits, &like, ThresholdPolicy::MaxLikeF1, Some(0.999_9));
+        // A given threshold is written as is and measured: above every score, nothing is liked.
+        let (_, th) = run(&logits, &like, ThresholdPolicy::MaxLikeF1, Some(0.999_9));
         assert_eq!((th.value, th.chosen_by), (0.999_9, ChosenBy::Flag));
         assert_eq!(serde_json::to_value(th.chosen_by).unwrap(), "--threshold");
         assert_eq!((th.confusion.true_like, th.confusion.false_nope), (0, 3), "{th:?}");
+        assert_eq!((th.profile.rates.recall, th.profile.confusion.true_like), (0.0, 0));
 
         // Nothing to calibrate on: temperature 1 and the default threshold.
-        let (cal, th) = calibrate(&[], &[], ThresholdPolicy::LikeRate { rate: 0.3 }, None);
+        let (cal, th) = run(&[], &[], ThresholdPolicy::LikeRate { rate: 0.3 }, None);
         assert_eq!((cal.temperature, th.value), (1.0, DEFAULT_THRESHOLD));
-        assert_eq!(th.chosen_by.to_string(), "like rate 0.3");
+        assert_eq!(th.chosen_by.to_string(), "photo like rate 0.3");
+        assert_eq!(th.profile.profiles, 0);
+    }
+
+    /// Overlapping, overconfident scores, as a real model gives: `(logits, like)`.
+    fn noisy(n: usize) -> (Vec<[f32; 2]>, Vec<bool>) {
+        let mut rng = StdRng::seed_from_u64(3);
+        (0..n)
+            .map(|_| {
+                let like = rng.random_bool(0.5);
+                let z: f64 = rng.random_range(-2.0..2.0) + if like { 1.0 } else { -1.0 };
+                ([0.0, (3.0 * z) as f32], like)
+            })
+            .unzip()
+    }
+
+    #[test]
+    fn a_temperature_that_lowers_the_calibration_error_is_applied() {
+        let (logits, like) = noisy(2000);
+        let (cal, _) = run(&logits, &like, ThresholdPolicy::MaxLikeF1, None);
+        assert!(
+            cal.applied && cal.temperature == cal.fitted_temperature && cal.temperature > 1.5,
+            "{cal:?}"
+        );
+        assert!(
+            cal.ece_after < cal.ece_before && cal.nll_after < cal.nll_before,
+            "{cal:?}"
+        );
+    }
+
+    #[test]
+    fn the_profile_threshold_is_higher_and_does_better_on_profiles() {
+        let (logits, like) = noisy(2000);
+        let (_, photo) = run(&logits, &like, ThresholdPolicy::MaxLikeF1, None);
+        let (_, profile) = run(&logits, &like, ThresholdPolicy::MaxProfileLikeF1, None);
+        // Any of 4 photos likes the profile: a per-photo threshold likes too many NOPE profiles.
+        assert!(profile.value > photo.value, "{} vs {}", profile.value, photo.value);
+        assert!(
+            profile.profile.rates.f1 > photo.profile.rates.f1,
+            "{profile:?} vs {photo:?}"
+        );
+        assert!(profile.profile.rates.precision > photo.profile.rates.precision);
+        assert!(
+            photo.photo.f1 >= profile.photo.f1,
+            "the photo threshold is the best per photo"
+        );
+        assert_eq!(profile.profile.profiles, profiles::SIMULATED_PROFILES);
+        assert_eq!(profile.chosen_by.to_string(), "max LIKE F1 per profile");
+        // A target like rate is met on profiles.
+        let (_, rate) = run(&logits, &like, ThresholdPolicy::ProfileLikeRate { rate: 0.3 }, None);
+        let c = rate.profile.confusion;
+        let liked = (c.true_like + c.false_like) as f64 / rate.profile.profiles as f64;
+        assert!((liked - 0.3).abs() < 0.01, "{liked}");
     }
 }

@@ -15,8 +15,8 @@ use anyhow::Context;
 use tch::nn::VarStore;
 use tch::Tensor;
 
+use crate::optimizer::Optimizer;
 use crate::settings::RunSettings;
-use crate::sgd::Sgd;
 use crate::training::EpochReport;
 
 /// Running sums of an epoch in progress (to continue its averages after an interruption).
@@ -120,7 +120,7 @@ impl Checkpoint {
     }
 
     /// Writes the current weights, the momentum buffers and `state` (in that order).
-    pub fn save(&self, vs: &VarStore, sgd: &Sgd, state: &State) -> anyhow::Result<()> {
+    pub fn save(&self, vs: &VarStore, sgd: &Optimizer, state: &State) -> anyhow::Result<()> {
         std::fs::create_dir_all(&self.dir).with_context(|| format!("creating {}", self.dir.display()))?;
         let weights = self.dir.join("weights.ot");
         vs.save(tmp(&weights))
@@ -159,7 +159,7 @@ impl Checkpoint {
     }
 
     /// Loads the saved weights into `vs` and the momentum buffers into `sgd`.
-    pub fn load_weights(&self, vs: &mut VarStore, sgd: &mut Sgd) -> anyhow::Result<()> {
+    pub fn load_weights(&self, vs: &mut VarStore, sgd: &mut Optimizer) -> anyhow::Result<()> {
         let weights = self.dir.join("weights.ot");
         vs.load(&weights)
             .with_context(|| format!("reading {}", weights.display()))?;
@@ -224,7 +224,7 @@ mod tests {
         let ckpt = Checkpoint::for_model(&dir.path().join("model.onnx"));
         let vs = nn::VarStore::new(tch::Device::Cpu);
         let _ = nn::linear(vs.root() / "l", 2, 2, Default::default());
-        let sgd = Sgd::new(&vs, 0.9, 0.0);
+        let sgd = Optimizer::new(crate::recipe::OptimizerKind::Sgd, &vs, 0.9, 0.0);
         let mut state = State::new(settings(&["--epochs", "4", "--batch-size", "8"]));
         state.epoch = 2;
         ckpt.save(&vs, &sgd, &state).unwrap();

@@ -4,6 +4,7 @@
 
 use std::io::IsTerminal;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 use swipebot_core::model_info::CLASSES;
@@ -19,6 +20,12 @@ pub struct Console {
     bar: Option<ProgressBar>,
     /// Whether stderr is a terminal (a bar would be noise in a log file).
     fancy: bool,
+    /// The epochs of the run at most (`--epochs`), for the ETA.
+    epochs: usize,
+    /// When the epoch in progress started (training and validation).
+    epoch_started: Option<Instant>,
+    /// Wall time of the epochs this invocation finished, and how many.
+    spent: (Duration, usize),
 }
 
 impl Console {
@@ -27,8 +34,28 @@ impl Console {
         Console {
             bar: None,
             fancy: std::io::stderr().is_terminal(),
+            epochs: 0,
+            epoch_started: None,
+            spent: (Duration::ZERO, 0),
         }
     }
+}
+
+/// `1h02m`, `3m05s` or `12s`.
+pub fn duration(seconds: f64) -> String {
+    let s = seconds.max(0.0).round() as u64;
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m{:02}s", s / 60, s % 60),
+        _ => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
+    }
+}
+
+/// The seconds a finished epoch took and the time left for the rest of the run at that pace:
+/// ` | 31.2 s/epoch, ETA 5m12s` (`ETA 0s` after the last epoch; the run may stop earlier).
+pub fn pace(epoch: usize, epochs: usize, mean_seconds: f64, this_seconds: f64) -> String {
+    let left = epochs.saturating_sub(epoch) as f64 * mean_seconds;
+    format!(" | {this_seconds:.1} s/epoch, ETA {}", duration(left))
 }
 
 impl Drop for Console {
@@ -42,6 +69,8 @@ impl Drop for Console {
 
 impl Observer for Console {
     fn epoch_start(&mut self, epoch: usize, epochs: usize, first: usize, steps: usize) {
+        self.epochs = epochs;
+        self.epoch_started = Some(Instant::now());
         if !self.fancy {
             return;
         }
@@ -68,8 +97,11 @@ impl Observer for Console {
         if let Some(bar) = self.bar.take() {
             bar.finish_and_clear();
         }
+        let this = self.epoch_started.take().map_or(Duration::ZERO, |t| t.elapsed());
+        self.spent = (self.spent.0 + this, self.spent.1 + 1);
+        let mean = self.spent.0.as_secs_f64() / self.spent.1 as f64;
         eprintln!(
-            "epoch {:>3}: train loss {:.4} acc {:.3} | val loss {:.4} acc {:.3} | lr {:.2e} | {:.1} img/s{}",
+            "epoch {:>3}: train loss {:.4} acc {:.3} | val loss {:.4} acc {:.3} | lr {:.2e} | {:.1} img/s{}{}",
             r.epoch,
             r.train.loss,
             r.train.accuracy,
@@ -77,6 +109,7 @@ impl Observer for Console {
             r.val.accuracy,
             r.lr,
             r.images_per_second,
+            pace(r.epoch, self.epochs, mean, this.as_secs_f64()),
             if best { " *" } else { "" }
         );
     }
@@ -121,11 +154,19 @@ pub fn summary(report: &Report, report_path: &Path) {
         None => eprintln!("no epoch finished: exported the current weights"),
     }
     let (cal, th) = (&report.calibration, &report.threshold);
+    if cal.applied {
+        eprintln!(
+            "calibration: temperature {:.3}, ECE {:.4} -> {:.4}",
+            cal.temperature, cal.ece_before, cal.ece_after
+        );
+    } else {
+        eprintln!(
+            "calibration: not applied (temperature {:.3} would raise the ECE {:.4} -> {:.4}); temperature 1",
+            cal.fitted_temperature, cal.ece_before, cal.ece_fitted
+        );
+    }
     eprintln!(
-        "calibration: temperature {:.3}, ECE {:.4} -> {:.4}; threshold {:.3} ({}), ROC AUC {}",
-        cal.temperature,
-        cal.ece_before,
-        cal.ece_after,
+        "threshold {:.3} ({}), ROC AUC {}",
         th.value,
         th.chosen_by,
         th.roc_auc.map_or("n/a".to_string(), |a| format!("{a:.4}"))
@@ -135,10 +176,40 @@ pub fn summary(report: &Report, report_path: &Path) {
         "at that threshold: {} true like, {} false like, {} true nope, {} false nope",
         c.true_like, c.false_like, c.true_nope, c.false_nope
     );
+    let (photo, profile) = (&th.photo, &th.profile);
+    eprintln!(
+        "photos: accuracy {:.3}, precision {:.3}, recall {:.3}, F1 {:.3}; profiles of {:.1} photos (any photo \
+         likes): accuracy {:.3}, precision {:.3}, recall {:.3}, F1 {:.3}",
+        photo.accuracy,
+        photo.precision,
+        photo.recall,
+        photo.f1,
+        profile.photos_per_profile,
+        profile.rates.accuracy,
+        profile.rates.precision,
+        profile.rates.recall,
+        profile.rates.f1
+    );
+    for w in &report.warnings {
+        eprintln!("warning: {w}");
+    }
     eprintln!(
         "wrote {}, {}, {}",
         report.files.metrics.display(),
         report.files.curves.display(),
         report_path.display()
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pace_gives_the_epoch_seconds_and_the_time_left() {
+        assert_eq!(pace(3, 15, 31.2, 30.0), " | 30.0 s/epoch, ETA 6m14s");
+        assert_eq!(pace(15, 15, 31.2, 32.0), " | 32.0 s/epoch, ETA 0s");
+        assert_eq!(duration(7300.0), "2h01m");
+        assert_eq!(duration(59.4), "59s");
+    }
 }

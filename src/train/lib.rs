@@ -3,14 +3,19 @@
 //! A package of its own (`swipebot-train`), so the daemon never links libtorch. One concern a file:
 //! [`args`] (the command line), [`data`] (folder to decoded samples), [`cache`] (the binary dataset
 //! cache), [`settings`] (the run's identity, which `--resume` checks), [`googlenet`] (the layer
-//! list), [`model`] (the libtorch module), [`training`] (the loop, as [`training::Fit`]), [`sgd`]
-//! (the optimizer), [`checkpoint`] (resume), [`calibrate`] (temperature and threshold), [`export`]
-//! (ONNX), [`outputs`] (the files' names, after the model's), [`report`] (metrics, curves and the
-//! report) and `console` (what stderr shows); for int8 models [`precision`] (calibration, gate),
-//! [`ranges`] (activation ranges), [`quantize`] (the QDQ graph) and [`interpret`] (the graph run in
-//! libtorch). This file runs them in order.
+//! list), [`model`] (the libtorch module), [`recipe`] (schedule, augmentation, label smoothing and
+//! early stopping), [`augment`] (photo augmentation), [`training`] (the loop, as
+//! [`training::Fit`]), [`optimizer`] ([`sgd`] or [`adam`]), [`checkpoint`] (resume), [`init`] (weights
+//! from an earlier model, `--init`), [`calibrate`] (temperature and threshold), [`profiles`] (simulated
+//! profiles for the daemon's any-photo rule), [`verdict`] (warnings about a model not worth
+//! deploying), [`export`] (ONNX), [`outputs`] (the files' names, after the model's), [`report`]
+//! (metrics, curves and the report) and `console` (what stderr shows); for int8 models [`precision`]
+//! (calibration, gate), [`ranges`] (activation ranges), [`quantize`] (the QDQ graph) and [`interpret`]
+//! (the graph run in libtorch). This file runs them in order.
 
+pub mod adam;
 pub mod args;
+pub mod augment;
 pub mod cache;
 pub mod calibrate;
 pub mod checkpoint;
@@ -21,14 +26,18 @@ pub mod googlenet;
 pub mod init;
 pub mod interpret;
 pub mod model;
+pub mod optimizer;
 pub mod outputs;
 pub mod precision;
 pub mod quantize;
 pub mod ranges;
+pub mod profiles;
+pub mod recipe;
 pub mod report;
 pub mod settings;
 pub mod sgd;
 pub mod training;
+pub mod verdict;
 
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
@@ -42,10 +51,10 @@ pub use args::Args;
 use checkpoint::{Checkpoint, State};
 use data::{Dataset, Sample};
 use model::{GoogLeNet, NetShape};
+use optimizer::Optimizer;
 use outputs::Outputs;
 use report::{DatasetReport, Files, Report};
 use settings::RunSettings;
-use sgd::Sgd;
 use swipebot_core::model_info::{ModelInfo, CLASSES};
 use swipebot_core::preprocess::{Limits, Recipe};
 use training::{Fit, FitEnd};
@@ -60,6 +69,9 @@ pub enum Outcome {
     Interrupted,
     /// `--stop-after-epochs` ended it early: checkpoint written, best model so far exported.
     Paused,
+    /// The validation loss stopped improving (`--patience`): the best epoch was exported.
+    #[serde(rename = "early_stopped")]
+    EarlyStopped,
 }
 
 /// The decoded dataset and where it came from.
@@ -92,6 +104,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     tch::set_num_threads(threads as i32);
     tch::manual_seed(args.seed as i64);
     let recipe = args.recipe();
+    let profile_sizes = args.profile_sizes()?;
 
     let loaded = load(&args, &recipe, threads)?;
     let (train, val) = split(&args, &loaded.dataset)?;
@@ -108,7 +121,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     net.set_normalization(&mean, &scale);
     let train_labels: Vec<usize> = train.iter().map(|s| s.label).collect();
     let hyper = args.hyper(&train_labels);
-    let mut sgd = Sgd::new(&vs, hyper.momentum, hyper.weight_decay);
+    let mut sgd = Optimizer::new(hyper.optimizer, &vs, hyper.momentum, hyper.weight_decay);
     let ckpt = Checkpoint::for_model(&args.out);
     let settings = RunSettings::new(&args, &recipe, &loaded.fingerprint);
     let mut state = start(&args, &ckpt, settings, &mut vs, &mut sgd)?;
@@ -116,12 +129,13 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     let mut outcome = Outcome::Completed;
     if args.epochs > 0 {
         eprintln!(
-            "training on {} images, validating on {} ({device:?}, {threads} threads, input {}x{}, batch {})",
+            "training on {} images, validating on {} ({device:?}, {threads} threads, input {}x{}, batch {}, recipe {})",
             train.len(),
             val.len(),
             args.input_size,
             args.input_size,
-            hyper.batch_size
+            hyper.batch_size,
+            args.recipe
         );
         let stop = ctrl_c_flag()?;
         let fit = Fit {
@@ -136,7 +150,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
             stop_after: args.stop_after_epochs,
         };
         let end = fit.run(&mut sgd, &mut state, &mut console::Console::new())?;
-        outcome = ended(end, &state, &ckpt);
+        outcome = ended(end, &state, &ckpt, hyper.patience);
     }
 
     // Calibration on the validation split, with the weights of the best epoch (fit restored them).
@@ -146,7 +160,13 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     } else {
         (Vec::new(), Vec::new())
     };
-    let (calibration, threshold) = calibrate::calibrate(&logits, &like, args.threshold_policy(), args.threshold);
+    let choice = calibrate::ThresholdChoice {
+        policy: args.threshold_policy(),
+        fixed: args.threshold,
+        sizes: &profile_sizes,
+        seed: args.seed,
+    };
+    let (calibration, threshold) = calibrate::calibrate(&logits, &like, choice);
 
     let info = ModelInfo {
         input_size: args.input_size,
@@ -206,6 +226,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         epochs_run: state.history.len(),
         training_images_per_second: report::mean_images_per_second(&state.history),
         settings: state.settings,
+        warnings: verdict::warnings(&threshold, &like),
         calibration,
         threshold,
         files,
@@ -288,7 +309,7 @@ fn start(
     ckpt: &Checkpoint,
     settings: RunSettings,
     vs: &mut VarStore,
-    sgd: &mut Sgd,
+    sgd: &mut Optimizer,
 ) -> anyhow::Result<State> {
     if args.resume {
         let state = ckpt.load_state(&settings)?;
@@ -320,9 +341,16 @@ fn ctrl_c_flag() -> anyhow::Result<Arc<AtomicBool>> {
 }
 
 /// The run's outcome for how the loop ended, said on stderr when it stopped early.
-fn ended(end: FitEnd, state: &State, ckpt: &Checkpoint) -> Outcome {
+fn ended(end: FitEnd, state: &State, ckpt: &Checkpoint, patience: usize) -> Outcome {
     match end {
         FitEnd::Completed => Outcome::Completed,
+        FitEnd::EarlyStopped => {
+            eprintln!(
+                "stopped after epoch {}: the validation loss has not improved for {patience} epochs (--patience)",
+                state.epoch
+            );
+            Outcome::EarlyStopped
+        }
         FitEnd::Interrupted => {
             eprintln!(
                 "interrupted at epoch {}, step {}: checkpoint in {}; continue with --resume",

@@ -48,6 +48,9 @@ pub struct Report {
     pub calibration: Calibration,
     /// The threshold in the model and how it does on the validation split.
     pub threshold: ThresholdReport,
+    /// What makes this model not worth deploying as it is, and what to try ([`crate::verdict`]);
+    /// empty when nothing was found.
+    pub warnings: Vec<String>,
     /// The other files of the run.
     pub files: Files,
     /// Calibration and gate of the int8 model (`--precision int8`); absent for fp32.
@@ -333,14 +336,22 @@ mod tests {
     /// test and scripts read them).
     #[test]
     fn the_report_has_the_keys_and_types_of_report_json() {
-        use crate::calibrate::{calibrate, ThresholdPolicy};
+        use crate::calibrate::{calibrate, ThresholdChoice, ThresholdPolicy};
+        use crate::profiles::ProfileSizes;
         use clap::Parser;
 
         let args = crate::Args::parse_from(["train", "--data", "d", "--out", "m.onnx", "--epochs", "6"]);
         let settings = RunSettings::new(&args, &args.recipe(), "00ff");
         let logits = [[0.0f32, -2.0], [0.0, 1.0], [0.0, 3.0], [0.0, -1.0]];
         let like = [false, true, true, false];
-        let (calibration, threshold) = calibrate(&logits, &like, ThresholdPolicy::MaxLikeF1, None);
+        let sizes = ProfileSizes::fixed(4);
+        let choice = ThresholdChoice {
+            policy: ThresholdPolicy::MaxProfileLikeF1,
+            fixed: None,
+            sizes: &sizes,
+            seed: 1,
+        };
+        let (calibration, threshold) = calibrate(&logits, &like, choice);
         let history = history();
         let report = Report {
             model: "m.onnx".into(),
@@ -364,6 +375,7 @@ mod tests {
             training_images_per_second: mean_images_per_second(&history),
             calibration,
             threshold,
+            warnings: vec!["validation ROC AUC 0.55 is under 0.6".to_string()],
             files: Files {
                 metrics: "m.metrics.csv".into(),
                 curves: "m.curves.png".into(),
@@ -411,6 +423,9 @@ mod tests {
             "training_images_per_second",
             "calibration",
             "calibration.temperature",
+            "calibration.fitted_temperature",
+            "calibration.applied",
+            "calibration.ece_fitted",
             "calibration.nll_before",
             "calibration.nll_after",
             "calibration.ece_before",
@@ -429,6 +444,25 @@ mod tests {
             "threshold.accuracy",
             "threshold.like_f1",
             "threshold.roc_auc",
+            "threshold.photo",
+            "threshold.photo.accuracy",
+            "threshold.photo.precision",
+            "threshold.photo.recall",
+            "threshold.photo.f1",
+            "threshold.profile",
+            "threshold.profile.accuracy",
+            "threshold.profile.precision",
+            "threshold.profile.recall",
+            "threshold.profile.f1",
+            "threshold.profile.photos_per_profile",
+            "threshold.profile.sizes_from",
+            "threshold.profile.profiles",
+            "threshold.profile.confusion",
+            "threshold.profile.confusion.true_like",
+            "threshold.profile.confusion.false_like",
+            "threshold.profile.confusion.true_nope",
+            "threshold.profile.confusion.false_nope",
+            "warnings",
             "files",
             "files.metrics",
             "files.curves",
@@ -464,5 +498,10 @@ mod tests {
         assert!(json["threshold"]["value"].is_f64() && json["threshold"]["roc_auc"].is_f64());
         assert!(json["calibration"]["temperature"].is_f64());
         assert_eq!(json["calibration"]["ece_bins"], 15);
+        assert!(json["calibration"]["applied"].is_boolean());
+        assert_eq!(json["threshold"]["chosen_by"]["policy"], "max_profile_like_f1");
+        assert_eq!(json["threshold"]["profile"]["photos_per_profile"], 4.0);
+        assert_eq!(json["threshold"]["profile"]["sizes_from"], "--photos-per-profile 4");
+        assert_eq!(json["warnings"][0], "validation ROC AUC 0.55 is under 0.6");
     }
 }

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use swipebot_core::preprocess::Recipe;
 
 use crate::args::Args;
+use crate::recipe::{Augment, OptimizerKind, RecipeName, Schedule};
 
 /// Everything a checkpoint must share with a `--resume`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -46,6 +47,58 @@ pub struct RunSettings {
     pub seed: u64,
     /// `--class-weights`.
     pub class_weights: bool,
+    /// `--recipe`. A checkpoint written before recipes existed was the original's (as are the
+    /// defaults of the fields below for it), so `--resume --recipe original` continues it.
+    #[serde(default = "original::recipe")]
+    pub recipe: RecipeName,
+    /// The optimizer (`--optimizer`, else the recipe's).
+    #[serde(default = "original::optimizer")]
+    pub optimizer: OptimizerKind,
+    /// The schedule's kind (`--schedule`, else the recipe's): `step` or `cosine`.
+    #[serde(default = "original::schedule")]
+    pub schedule: String,
+    /// `--warmup-fraction` (used by the cosine schedule).
+    #[serde(default = "original::warmup_fraction")]
+    pub warmup_fraction: f64,
+    /// The augmentation (`--augment`, else the recipe's).
+    #[serde(default = "original::augment")]
+    pub augment: Augment,
+    /// The label smoothing (`--label-smoothing`, else the recipe's).
+    #[serde(default)]
+    pub label_smoothing: f64,
+    /// The early-stopping patience (`--patience`, else the recipe's).
+    #[serde(default)]
+    pub patience: usize,
+}
+
+/// What a checkpoint written before `--recipe` existed was trained with: the original recipe.
+mod original {
+    use super::{Augment, OptimizerKind, RecipeName};
+
+    /// The recipe.
+    pub fn recipe() -> RecipeName {
+        RecipeName::Original
+    }
+
+    /// Its optimizer.
+    pub fn optimizer() -> OptimizerKind {
+        OptimizerKind::Sgd
+    }
+
+    /// Its schedule.
+    pub fn schedule() -> String {
+        "step".to_string()
+    }
+
+    /// `--warmup-fraction`'s default (unused by the step schedule, but compared on `--resume`).
+    pub fn warmup_fraction() -> f64 {
+        0.05
+    }
+
+    /// Its augmentation.
+    pub fn augment() -> Augment {
+        Augment::CropMirror
+    }
 }
 
 /// One setting that differs between a checkpoint and a `--resume`.
@@ -94,7 +147,7 @@ impl RunSettings {
             square: recipe.square,
             channels: recipe.channels.count(),
             batch_size: args.batch_size,
-            lr: args.lr,
+            lr: args.lr(),
             step_fraction: args.step_fraction,
             gamma: args.gamma,
             momentum: args.momentum,
@@ -102,6 +155,16 @@ impl RunSettings {
             val_fraction: args.val_fraction,
             seed: args.seed,
             class_weights: args.class_weights,
+            recipe: args.recipe,
+            optimizer: args.optimizer(),
+            schedule: match args.schedule() {
+                Schedule::Step { .. } => "step".to_string(),
+                Schedule::Cosine { .. } => "cosine".to_string(),
+            },
+            warmup_fraction: args.warmup_fraction,
+            augment: args.augment(),
+            label_smoothing: args.label_smoothing(),
+            patience: args.patience(),
         }
     }
 
@@ -125,6 +188,13 @@ impl RunSettings {
                 val_fraction,
                 seed,
                 class_weights,
+                recipe,
+                optimizer,
+                schedule,
+                warmup_fraction,
+                augment,
+                label_smoothing,
+                patience,
             ]
         )
     }
@@ -183,7 +253,7 @@ mod tests {
         assert!(!err.contains("lr"), "only the changed setting is named: {err}");
 
         // Several at once, the dataset fingerprint and a flag included.
-        let mut other = settings(&["--epochs", "4", "--seed", "7", "--class-weights"]);
+        let mut other = settings(&["--epochs", "4", "--lr", "0.01", "--seed", "7", "--class-weights"]);
         other.dataset = "11aa".into();
         let names: Vec<&str> = saved.changes(&other).iter().map(|c| c.setting).collect();
         assert_eq!(names, ["dataset", "seed", "class_weights"]);
@@ -194,7 +264,8 @@ mod tests {
     }
 
     /// `state.json` and `report.json` keep the keys they had when the settings were loose JSON, so
-    /// a checkpoint written before still resumes.
+    /// a checkpoint written before still resumes; one written before `--recipe` existed reads as the
+    /// original recipe's.
     #[test]
     fn settings_keep_their_json_keys() {
         let value = serde_json::to_value(settings(&[])).unwrap();
@@ -203,6 +274,7 @@ mod tests {
         assert_eq!(
             keys,
             [
+                "augment",
                 "batch_size",
                 "channels",
                 "class_weights",
@@ -210,16 +282,36 @@ mod tests {
                 "epochs",
                 "gamma",
                 "input_size",
+                "label_smoothing",
                 "lr",
                 "momentum",
+                "optimizer",
+                "patience",
+                "recipe",
+                "schedule",
                 "seed",
                 "square",
                 "step_fraction",
                 "val_fraction",
+                "warmup_fraction",
                 "weight_decay"
             ]
         );
         let back: RunSettings = serde_json::from_value(value).unwrap();
         assert_eq!(back, settings(&[]));
+        let mut old = serde_json::to_value(settings(&["--recipe", "original"])).unwrap();
+        for key in [
+            "recipe",
+            "optimizer",
+            "schedule",
+            "warmup_fraction",
+            "augment",
+            "label_smoothing",
+            "patience",
+        ] {
+            old.as_object_mut().unwrap().remove(key);
+        }
+        let old: RunSettings = serde_json::from_value(old).unwrap();
+        assert!(old.changes(&settings(&["--recipe", "original"])).is_empty(), "{old:?}");
     }
 }

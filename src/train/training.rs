@@ -1,5 +1,6 @@
-//! The training loop: SGD with momentum and weight decay, the step-down learning-rate policy, random
-//! crops and mirrors for training, centre crops for validation; the best validation epoch is kept.
+//! The training loop: SGD with momentum and weight decay, the recipe's learning-rate schedule and
+//! augmentation for training ([`crate::recipe`]), centre crops for validation; the best validation
+//! epoch is kept, and the run stops early once the validation loss stops improving (`--patience`).
 //!
 //! Batches are assembled from the cached squares by a Rust thread while the step runs. Everything
 //! random is seeded from (seed, epoch, step), and the learning rate follows the global iteration,
@@ -16,10 +17,12 @@ use rand::{Rng, SeedableRng};
 use tch::nn;
 use tch::{Device, Kind, Tensor};
 
+use crate::augment;
 use crate::checkpoint::{self, Best, Checkpoint, Partial, State};
 use crate::data::Sample;
 use crate::model::GoogLeNet;
-use crate::sgd::Sgd;
+use crate::optimizer::Optimizer;
+use crate::recipe::{self, Augment, Schedule};
 use swipebot_core::model_info::CLASSES;
 use swipebot_core::preprocess::{self, Recipe};
 
@@ -32,14 +35,20 @@ pub struct Hyper {
     pub batch_size: usize,
     /// Learning rate at the start.
     pub base_lr: f64,
+    /// The optimizer.
+    pub optimizer: recipe::OptimizerKind,
     /// SGD momentum.
     pub momentum: f64,
     /// L2 weight decay.
     pub weight_decay: f64,
-    /// The learning rate is multiplied by `gamma` every `step_fraction` of the total iterations.
-    pub step_fraction: f64,
-    /// Step-down factor.
-    pub gamma: f64,
+    /// How the learning rate moves over the run's iterations.
+    pub schedule: Schedule,
+    /// How training images are varied.
+    pub augment: Augment,
+    /// Weight of the uniform target mixed into the one-hot target (0: hard targets).
+    pub label_smoothing: f64,
+    /// Stop after this many epochs without a lower validation loss (0: run every epoch).
+    pub patience: usize,
     /// Seed for data order, crops, mirrors and dropout.
     pub seed: u64,
     /// Loss weight of each class (in [`CLASSES`] order); `None` weighs every image the same.
@@ -47,10 +56,9 @@ pub struct Hyper {
 }
 
 impl Hyper {
-    /// The learning rate at iteration `iter` of `total` (the step-down policy).
+    /// The learning rate at iteration `iter` of `total`.
     pub fn lr_at(&self, iter: usize, total: usize) -> f64 {
-        let step = ((total as f64 * self.step_fraction).ceil() as usize).max(1);
-        self.base_lr * self.gamma.powi((iter / step) as i32)
+        self.schedule.lr_at(self.base_lr, iter, total)
     }
 }
 
@@ -155,15 +163,30 @@ pub fn balanced_class_weights(labels: &[usize]) -> [f64; 2] {
 /// Cross-entropy of `logits` against `labels`, weighted per class as PyTorch's
 /// `CrossEntropyLoss(weight=...)` does (weighted mean).
 pub fn loss(logits: &Tensor, labels: &Tensor, class_weights: Option<&Tensor>) -> Tensor {
+    smoothed_loss(logits, labels, class_weights, 0.0)
+}
+
+/// [`loss`] against targets smoothed by `smoothing`: `1 - smoothing` on the label and `smoothing`
+/// spread evenly over every class, as PyTorch's `CrossEntropyLoss(label_smoothing=...)`. A net that
+/// may not push a photo's probability all the way to 0 or 1 keeps learning from the photos it gets
+/// right instead of growing its weights on them, which a small dataset overfits.
+pub fn smoothed_loss(logits: &Tensor, labels: &Tensor, class_weights: Option<&Tensor>, smoothing: f64) -> Tensor {
+    if smoothing == 0.0 && class_weights.is_none() {
+        return logits.cross_entropy_for_logits(labels);
+    }
+    let log_p = logits.log_softmax(-1, Kind::Float);
+    let nll = -log_p.gather(1, &labels.unsqueeze(1), false).squeeze_dim(1);
+    let per_image = if smoothing == 0.0 {
+        nll
+    } else {
+        let uniform = -log_p.mean_dim(-1, false, Kind::Float);
+        nll * (1.0 - smoothing) + uniform * smoothing
+    };
     match class_weights {
-        None => logits.cross_entropy_for_logits(labels),
+        None => per_image.mean(Kind::Float),
         Some(w) => {
-            let nll = -logits
-                .log_softmax(-1, Kind::Float)
-                .gather(1, &labels.unsqueeze(1), false)
-                .squeeze_dim(1);
             let w = w.index_select(0, labels);
-            (nll * &w).sum(Kind::Float) / w.sum(Kind::Float)
+            (per_image * &w).sum(Kind::Float) / w.sum(Kind::Float)
         }
     }
 }
@@ -229,6 +252,8 @@ pub enum FitEnd {
     Interrupted,
     /// The `stop_after` epochs of this invocation ran (a checkpoint was written).
     Paused,
+    /// The validation loss had not improved for `patience` epochs: the remaining epochs were skipped.
+    EarlyStopped,
 }
 
 /// One training run's fixed inputs: the network, the data, the hyper-parameters, the checkpoint it
@@ -259,7 +284,7 @@ impl Fit<'_> {
     /// checkpoint at every epoch end, and finally restores the weights of the best validation epoch
     /// (from the checkpoint's `best.ot` when a resumed run's best epoch came before this invocation).
     /// `state` ends as the run's final state.
-    pub fn run(&self, sgd: &mut Sgd, state: &mut State, observer: &mut dyn Observer) -> anyhow::Result<FitEnd> {
+    pub fn run(&self, sgd: &mut Optimizer, state: &mut State, observer: &mut dyn Observer) -> anyhow::Result<FitEnd> {
         let Fit {
             vs,
             net,
@@ -291,6 +316,11 @@ impl Fit<'_> {
         let mut epochs_run = 0;
         let mut end = FitEnd::Completed;
         while state.epoch < hyper.epochs {
+            let val_losses: Vec<f64> = state.history.iter().map(|r| r.val.loss).collect();
+            if !val.is_empty() && recipe::patience_exhausted(&val_losses, hyper.patience) {
+                end = FitEnd::EarlyStopped;
+                break;
+            }
             let epoch = state.epoch;
             let order = epoch_order(train.len(), hyper.seed, epoch);
             let first = state.step;
@@ -307,7 +337,7 @@ impl Fit<'_> {
                             &order[(step * batch_size).min(order.len())..((step + 1) * batch_size).min(order.len())];
                         let picked: Vec<&Sample> = chunk.iter().map(|&i| train[i]).collect();
                         let mut rng = StdRng::seed_from_u64(mix(hyper.seed, epoch, step + 1));
-                        let (x, y) = batch(&picked, recipe, Some(&mut rng), Device::Cpu);
+                        let (x, y) = augment::batch(&picked, recipe, hyper.augment, &mut rng, Device::Cpu);
                         if tx.send((step, x, y)).is_err() {
                             break;
                         }
@@ -327,7 +357,7 @@ impl Fit<'_> {
                     tch::manual_seed(mix(hyper.seed, epoch, step + 1) as i64 & i64::MAX);
                     let (x, y) = (x.to_device(device), y.to_device(device));
                     let logits = net.logits(&x, true);
-                    let l = loss(&logits, &y, weights.as_ref());
+                    let l = smoothed_loss(&logits, &y, weights.as_ref(), hyper.label_smoothing);
                     let lr = hyper.lr_at(epoch * steps + step, total);
                     sgd.backward_step(&l, lr);
                     let value = l.double_value(&[]);
@@ -406,8 +436,7 @@ mod tests {
     #[test]
     fn the_schedule_steps_down_every_third_of_the_iterations() {
         use clap::Parser;
-        // The command line's defaults: the original recipe.
-        let h = crate::Args::parse_from(["train", "--data", "d", "--out", "m.onnx"]).hyper(&[]);
+        let h = crate::Args::parse_from(["train", "--data", "d", "--out", "m.onnx", "--recipe", "original"]).hyper(&[]);
         assert_eq!(h.lr_at(0, 300), 0.01);
         assert!((h.lr_at(99, 300) - 0.001).abs() < 1e-12);
         assert!((h.lr_at(200, 300) - 0.0001).abs() < 1e-12);
@@ -423,6 +452,26 @@ mod tests {
         assert_eq!(v.iter().filter(|&&i| labels[i] == 0).count(), 11); // 15% of 75
         assert_ne!(epoch_order(10, 1, 0), epoch_order(10, 1, 1));
         assert_eq!(epoch_order(10, 1, 3), epoch_order(10, 1, 3));
+    }
+
+    #[test]
+    fn label_smoothing_mixes_the_uniform_target_in() {
+        let logits = Tensor::from_slice(&[0.0f32, 2.0, 1.0, 0.0]).view([2, 2]);
+        let labels = Tensor::from_slice(&[1i64, 1]);
+        // log-softmax by hand, per image: [nope, like].
+        let log_p = |a: f64, b: f64| {
+            let z = (a.exp() + b.exp()).ln();
+            (a - z, b - z)
+        };
+        let (a, b) = (log_p(0.0, 2.0), log_p(1.0, 0.0));
+        let hard = -(a.1 + b.1) / 2.0;
+        let uniform = -((a.0 + a.1) / 2.0 + (b.0 + b.1) / 2.0) / 2.0;
+        let got = |s, w: Option<&Tensor>| smoothed_loss(&logits, &labels, w, s).double_value(&[]);
+        assert!((got(0.0, None) - hard).abs() < 1e-6);
+        assert!((got(0.1, None) - (0.9 * hard + 0.1 * uniform)).abs() < 1e-6);
+        // Class weights of one class only: the same weighted mean.
+        let w = Tensor::from_slice(&[3.0f32, 2.0]);
+        assert!((got(0.1, Some(&w)) - (0.9 * hard + 0.1 * uniform)).abs() < 1e-6);
     }
 
     #[test]

@@ -7,6 +7,7 @@ mod common;
 mod export;
 mod int8;
 mod pipeline;
+mod quality;
 
 /// Every `.rs` file of tests/train is one of the modules above, and every folder under tests/ is a
 /// group some package builds (or the helpers and fixtures): a test file left out would never run.
