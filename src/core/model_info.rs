@@ -40,6 +40,9 @@ pub mod keys {
     /// The arithmetic of the graph: `fp32`, or `int8` for a QDQ quantized model ([`super::Precision`]).
     /// Absent in older files, which are fp32. The daemon runs either the same way.
     pub const PRECISION: &str = "swipebot.precision";
+    /// The model a fine-tuned model started from (`train --init`): its SHA-256 and file name.
+    /// Absent in a model trained from scratch; the daemon does not need it.
+    pub const INIT_FROM: &str = "swipebot.init_from";
 }
 
 /// The arithmetic a model's graph runs in (metadata [`keys::PRECISION`]).

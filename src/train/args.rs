@@ -9,8 +9,8 @@ use swipebot_core::preprocess::{Channels, Recipe};
 
 use crate::calibrate::ThresholdPolicy;
 use crate::precision::Int8Settings;
-use crate::ranges::RangeMethod;
 use crate::profiles::ProfileSizes;
+use crate::ranges::RangeMethod;
 use crate::recipe::{Augment, OptimizerKind, RecipeName, Schedule, ScheduleKind};
 use crate::training::{self, Hyper};
 
@@ -82,6 +82,11 @@ pub struct Args {
     /// Continue the run whose checkpoint is next to `--out` (same settings and data required).
     #[arg(long)]
     pub resume: bool,
+    /// Start from the weights of this model (exported by `train`, fp32, same input size and channels)
+    /// to fine-tune it on `--data`, instead of from random weights; the new model records it in
+    /// `swipebot.init_from`.
+    #[arg(long, conflicts_with_all = ["resume", "quantize"])]
+    pub init: Option<PathBuf>,
     /// Stop (with a checkpoint) after this many epochs of this invocation; for testing `--resume`.
     #[arg(long, hide = true)]
     pub stop_after_epochs: Option<usize>,

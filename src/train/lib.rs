@@ -29,9 +29,9 @@ pub mod model;
 pub mod optimizer;
 pub mod outputs;
 pub mod precision;
+pub mod profiles;
 pub mod quantize;
 pub mod ranges;
-pub mod profiles;
 pub mod recipe;
 pub mod report;
 pub mod settings;
@@ -119,6 +119,20 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     let mut net = GoogLeNet::new(&vs.root(), shape);
     let (mean, scale) = data::normalization(&train, &recipe);
     net.set_normalization(&mean, &scale);
+    // Fine-tuning: the earlier model's weights, normalisation included, replace the fresh ones.
+    let initial = match &args.init {
+        Some(path) => {
+            let initial = init::load_into(&mut vs, path, args.input_size, recipe.channels.count())?;
+            eprintln!(
+                "starting from the weights of {} ({} variables, SHA-256 {})",
+                path.display(),
+                initial.variables,
+                &initial.sha256[..12]
+            );
+            Some((path.clone(), initial))
+        }
+        None => None,
+    };
     let train_labels: Vec<usize> = train.iter().map(|s| s.label).collect();
     let hyper = args.hyper(&train_labels);
     let mut sgd = Optimizer::new(hyper.optimizer, &vs, hyper.momentum, hyper.weight_decay);
@@ -177,10 +191,21 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         trained_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         dataset: loaded.dataset.describe_counts(),
     };
+    let mut fp32 = export::build_model(&vs, shape, &info)?;
+    if let Some((path, initial)) = &initial {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        fp32.metadata_props.push(onnx_protobuf::StringStringEntryProto {
+            key: swipebot_core::model_info::keys::INIT_FROM.to_string(),
+            value: format!("{} {name}", initial.sha256),
+            ..Default::default()
+        });
+    }
     let (model_sha256, quantization) = match args.int8() {
-        None => (export::export(&vs, shape, &info, &outputs.model), None),
+        None => (precision::write(&fp32, &outputs.model), None),
         Some(settings) => {
-            let fp32 = export::build_model(&vs, shape, &info)?;
             let calibration = precision::calibration_images(&train, settings.calibration_images);
             let (int8, q) = precision::to_int8(&fp32, &info, &calibration, &val, settings)?;
             (precision::write(&int8, &outputs.model), Some(q))

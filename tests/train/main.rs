@@ -5,6 +5,7 @@
 mod common;
 
 mod export;
+mod init;
 mod int8;
 mod pipeline;
 mod quality;
