@@ -50,54 +50,8 @@ impl ThresholdPolicy {
     }
 }
 
-/// Counts at a threshold, LIKE being the positive class.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
-pub struct Confusion {
-    /// LIKE photos scored at or above the threshold.
-    pub true_like: usize,
-    /// NOPE photos scored at or above the threshold.
-    pub false_like: usize,
-    /// NOPE photos scored below the threshold.
-    pub true_nope: usize,
-    /// LIKE photos scored below the threshold.
-    pub false_nope: usize,
-}
-
-impl Confusion {
-    /// Counts for LIKE probabilities `p` and labels `like` at `threshold` (LIKE when `p >= threshold`).
-    pub fn at(p: &[f64], like: &[bool], threshold: f64) -> Self {
-        let mut c = Confusion::default();
-        for (&p, &l) in p.iter().zip(like) {
-            match (p >= threshold, l) {
-                (true, true) => c.true_like += 1,
-                (true, false) => c.false_like += 1,
-                (false, false) => c.true_nope += 1,
-                (false, true) => c.false_nope += 1,
-            }
-        }
-        c
-    }
-
-    /// F1 score of the LIKE class (0 when it is undefined).
-    pub fn like_f1(&self) -> f64 {
-        let denom = 2 * self.true_like + self.false_like + self.false_nope;
-        if denom == 0 {
-            0.0
-        } else {
-            2.0 * self.true_like as f64 / denom as f64
-        }
-    }
-
-    /// Fraction classified correctly.
-    pub fn accuracy(&self) -> f64 {
-        let n = self.true_like + self.false_like + self.true_nope + self.false_nope;
-        if n == 0 {
-            0.0
-        } else {
-            (self.true_like + self.true_nope) as f64 / n as f64
-        }
-    }
-}
+/// Counts at a threshold and ROC AUC: the same figures `swipebot compare` reports.
+pub use swipebot_core::metrics::{roc_auc, Confusion};
 
 /// Two-class logits as the LIKE-minus-NOPE margin: softmax of `[nope, like] / T` gives
 /// `sigmoid(margin / T)` for LIKE.
@@ -227,32 +181,6 @@ pub fn choose_threshold(p: &[f64], like: &[bool], policy: ThresholdPolicy) -> f6
             }
         }
     }
-}
-
-/// Area under the ROC curve of `p` for the LIKE class (Mann-Whitney, ties counted half); `None`
-/// when one class is absent.
-pub fn roc_auc(p: &[f64], like: &[bool]) -> Option<f64> {
-    let mut order: Vec<usize> = (0..p.len()).collect();
-    order.sort_by(|&a, &b| p[a].total_cmp(&p[b]));
-    let positives = like.iter().filter(|&&l| l).count();
-    let negatives = p.len() - positives;
-    if positives == 0 || negatives == 0 {
-        return None;
-    }
-    // Average ranks over ties.
-    let mut rank_sum = 0f64;
-    let mut i = 0;
-    while i < order.len() {
-        let mut j = i;
-        while j + 1 < order.len() && p[order[j + 1]] == p[order[i]] {
-            j += 1;
-        }
-        let rank = (i + j) as f64 / 2.0 + 1.0;
-        rank_sum += rank * order[i..=j].iter().filter(|&&k| like[k]).count() as f64;
-        i = j + 1;
-    }
-    let u = rank_sum - (positives * (positives + 1)) as f64 / 2.0;
-    Some(u / (positives * negatives) as f64)
 }
 
 /// Expected calibration error of the predicted class's confidence over `bins` equal-width bins.
