@@ -12,9 +12,9 @@ out=.work/demo
 rm -rf "$out/state"
 mkdir -p "$out"
 [ -d "$out/profiles" ] || target/debug/swipebot demo-data --out "$out" --per-class "${DEMO_PER_CLASS:-120}" --profiles "${DEMO_PROFILES:-40}"
-# Batch 16 is half the recipe's 32, so half its learning rate (the linear scaling rule): at 0.01 this
-# small set trains, but with loss spikes.
+# The default recipe (AdamW at its default rate, warm-up and cosine, early stopping); batch 16 for a
+# set of 240 photos. It is at 1.0 validation accuracy from the second epoch and stops early.
 target/debug/train --data "$out/dataset" --out "$out/model.onnx" --input-size 64 --grayscale \
-  --epochs "${DEMO_EPOCHS:-12}" --batch-size 16 --lr 0.005
+  --epochs "${DEMO_EPOCHS:-12}" --batch-size 16
 target/debug/swipebot replay "$out/profiles" --model "$out/model.onnx" --state-dir "$out/state"
 echo "journal: $out/state/decisions.jsonl"
