@@ -141,12 +141,7 @@ pub fn batch(
         let view = View::draw(recipe.square, rng);
         render(&s.pixels, recipe, &view, &mut data);
     }
-    let (c, side) = (recipe.channels.count() as i64, i64::from(recipe.crop));
-    let x = Tensor::from_slice(&data)
-        .view([samples.len() as i64, c, side, side])
-        .to_device(device);
-    let labels: Vec<i64> = samples.iter().map(|s| s.label as i64).collect();
-    (x, Tensor::from_slice(&labels).to_device(device))
+    training::to_tensors(&data, samples, recipe, device)
 }
 
 #[cfg(test)]

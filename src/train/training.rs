@@ -121,8 +121,14 @@ pub fn batch(samples: &[&Sample], recipe: &Recipe, rng: Option<&mut StdRng>, dev
         };
         preprocess::crop_to_tensor(&s.pixels, recipe, left, top, mirror, &mut data);
     }
+    to_tensors(&data, samples, recipe, device)
+}
+
+/// The batch tensor `[N, C, S, S]` of the prepared inputs `data` of `samples`, and their labels, on
+/// `device`.
+pub fn to_tensors(data: &[f32], samples: &[&Sample], recipe: &Recipe, device: Device) -> (Tensor, Tensor) {
     let (c, side) = (recipe.channels.count() as i64, i64::from(recipe.crop));
-    let x = Tensor::from_slice(&data)
+    let x = Tensor::from_slice(data)
         .view([samples.len() as i64, c, side, side])
         .to_device(device);
     let labels: Vec<i64> = samples.iter().map(|s| s.label as i64).collect();
