@@ -35,6 +35,11 @@ fn compare(args: &[&str]) -> Value {
     serde_json::from_str(&ok(&all)).unwrap()
 }
 
+/// Borrows each of `args`.
+fn strs(args: &[String]) -> Vec<&str> {
+    args.iter().map(String::as_str).collect()
+}
+
 /// Replays `profiles` with `model` at `threshold` into `state` and returns the journal by id.
 fn replay(profiles: &Path, model: &Path, threshold: f64, state: &Path) -> (Output, HashMap<String, Decision>) {
     let out = swipebot(&[
@@ -111,7 +116,13 @@ fn compare_decides_as_the_daemon_does_caches_scores_and_measures_labels() {
     );
 
     // First run at each model's own threshold: every photo scored once a model, then cached.
-    let first = compare(&[profiles_s, "--model", a_s, "--model", b_s, "--cache-dir", cache_s]);
+    // Both models over the profiles with the test's cache, and `extra` arguments.
+    let both = |extra: &[&str]| -> Vec<String> {
+        let mut args = vec![profiles_s, "--model", a_s, "--model", b_s, "--cache-dir", cache_s];
+        args.extend_from_slice(extra);
+        args.into_iter().map(String::from).collect()
+    };
+    let first = compare(&strs(&both(&[])));
     let photos = first["photos"].as_u64().unwrap();
     assert!(photos > 20, "{first}");
     for m in first["models"].as_array().unwrap() {
@@ -144,17 +155,7 @@ fn compare_decides_as_the_daemon_does_caches_scores_and_measures_labels() {
     best.sort_by(f64::total_cmp);
     let t = (best[best.len() / 2] + best[best.len() / 2 - 1]) / 2.0;
     let t_s = t.to_string();
-    let second = compare(&[
-        profiles_s,
-        "--model",
-        a_s,
-        "--model",
-        b_s,
-        "--threshold",
-        &t_s,
-        "--cache-dir",
-        cache_s,
-    ]);
+    let second = compare(&strs(&both(&["--threshold", &t_s])));
     for (m, was) in second["models"]
         .as_array()
         .unwrap()
@@ -224,19 +225,12 @@ fn compare_decides_as_the_daemon_does_caches_scores_and_measures_labels() {
         }
     }
     std::fs::write(&labels, text).unwrap();
-    let labelled = compare(&[
-        profiles_s,
-        "--model",
-        a_s,
-        "--model",
-        b_s,
+    let labelled = compare(&strs(&both(&[
         "--threshold",
         &t_s,
-        "--cache-dir",
-        cache_s,
         "--labels",
         labels.to_str().unwrap(),
-    ]);
+    ])));
     let agree_a = &labelled["runs"][0]["agreement"];
     assert_eq!(agree_a["profiles"]["accuracy"], 1.0, "{agree_a}");
     assert_eq!(agree_a["photos"]["accuracy"], 1.0, "{agree_a}");
@@ -265,20 +259,9 @@ fn compare_decides_as_the_daemon_does_caches_scores_and_measures_labels() {
     profile["name"] = "<script>alert(1)</script>".into();
     std::fs::write(folder.join("profile.json"), profile.to_string()).unwrap();
     let html = d.join("compare.html");
-    let text = ok(&[
-        "compare",
-        profiles_s,
-        "--model",
-        a_s,
-        "--model",
-        b_s,
-        "--threshold",
-        &t_s,
-        "--cache-dir",
-        cache_s,
-        "--html",
-        html.to_str().unwrap(),
-    ]);
+    let mut args = vec!["compare".to_string()];
+    args.extend(both(&["--threshold", &t_s, "--html", html.to_str().unwrap()]));
+    let text = ok(&strs(&args));
     assert!(text.contains(&format!("{} flip(s)", flipped.len())), "{text}");
     let page = std::fs::read_to_string(&html).unwrap();
     assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "escaped");
