@@ -46,7 +46,12 @@ impl Figures {
         match r.decision {
             Decision::Like => self.likes += 1,
             Decision::Pass => self.passes += 1,
-            Decision::Skip => *self.skips.entry(skip_reason(r)).or_default() += 1,
+            Decision::Skip => {
+                *self
+                    .skips
+                    .entry(r.skip_kind().unwrap_or_default().to_string())
+                    .or_default() += 1
+            }
         }
         if r.sent {
             self.sent += 1;
@@ -83,17 +88,6 @@ impl Figures {
 fn percentile(sorted: &[f32], q: f64) -> f32 {
     let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
     sorted[rank - 1]
-}
-
-/// Why a profile was skipped, in a few words: a broken profile, or no photo that could be scored.
-fn skip_reason(r: &Record) -> String {
-    if r.error.is_some() {
-        "bad profile".to_string()
-    } else if r.scores.is_empty() {
-        "placeholder or no photos".to_string()
-    } else {
-        "no scorable photo".to_string()
-    }
 }
 
 /// The journal's figures: all, per day (UTC, of the decision), per model (SHA-256).

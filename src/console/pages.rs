@@ -213,14 +213,13 @@ pub fn decisions(d: &Decisions) -> String {
     out
 }
 
-/// Why a skip was a skip, in a few words.
+/// Why a skip was a skip: its kind ([`Record::skip_kind`], as `swipebot stats` counts it), with the
+/// error of a broken profile.
 fn skip_reason(r: &Record) -> String {
-    if let Some(e) = &r.error {
-        format!("bad profile: {e}")
-    } else if r.scores.is_empty() {
-        "placeholder or no photos".into()
-    } else {
-        "no photo could be scored".into()
+    let kind = r.skip_kind().unwrap_or_default();
+    match &r.error {
+        Some(e) => format!("{kind}: {e}"),
+        None => kind.to_string(),
     }
 }
 

@@ -46,6 +46,18 @@ pub struct Record {
 }
 
 impl Record {
+    /// What kind of skip this record is, in a few words (`None` for a like or a pass): a broken
+    /// profile (with `error`), a placeholder or a profile without photos, or photos none of which
+    /// could be scored. `swipebot stats` counts skips by it and the console shows it.
+    pub fn skip_kind(&self) -> Option<&'static str> {
+        match self.decision {
+            Decision::Skip if self.error.is_some() => Some("bad profile"),
+            Decision::Skip if self.scores.is_empty() => Some("placeholder or no photos"),
+            Decision::Skip => Some("no scorable photo"),
+            _ => None,
+        }
+    }
+
     /// A record of `decision` on `profile_id`, taken now by `source`: no scores, no model, not sent.
     /// The caller sets what else it knows.
     pub fn new(profile_id: impl Into<String>, decision: Decision, source: impl Into<String>) -> Self {
