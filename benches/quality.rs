@@ -5,8 +5,10 @@
 //! grayscale. For each: validation accuracy, ROC AUC, profile-level F1 under the daemon's any-photo
 //! rule (profiles of 4 photos, threshold chosen for it, the same simulation for both) and minutes.
 //!
-//! `cargo bench -p swipebot-train --bench quality [-- --per-class N --epochs E --threads T --original]`
-//! (defaults 1500, 15, all cores; `--original` adds a row for `train --recipe original`). Needs
+//! `cargo bench -p swipebot-train --bench quality [-- --per-class N --epochs E --threads T --input-size S
+//! --original --fp32]` (defaults 1500, 15, all cores, 64; `--original` adds a row for `train --recipe
+//! original`, `--fp32` one for `train --precision-train fp32` beside the default `auto`, which is bf16
+//! on CPUs with AVX512-BF16; `--input-size` sets `train`'s input, the baseline stays at 64). Needs
 //! `apt-get install dataset-fashion-mnist` and the dev wheels (torch, numpy, Pillow). Not a test: it
 //! prints figures for the README.
 
@@ -64,7 +66,7 @@ fn run(command: &mut Command) -> String {
 }
 
 /// Trains with `train` and reads its report into a row.
-fn train_row(name: &str, data: &Path, dir: &Path, extra: &[&str], epochs: usize, threads: usize) -> Row {
+fn train_row(name: &str, data: &Path, dir: &Path, extra: &[&str], epochs: usize, threads: usize, size: usize) -> Row {
     let model = dir.join(format!("{name}.onnx"));
     let started = Instant::now();
     let log = run(Command::new(common::paths::bin("train"))
@@ -72,7 +74,13 @@ fn train_row(name: &str, data: &Path, dir: &Path, extra: &[&str], epochs: usize,
         .arg(data)
         .arg("--out")
         .arg(&model)
-        .args(["--input-size", "64", "--grayscale", "--epochs", &epochs.to_string()])
+        .args([
+            "--input-size",
+            &size.to_string(),
+            "--grayscale",
+            "--epochs",
+            &epochs.to_string(),
+        ])
         .args(["--threads", &threads.to_string(), "--seed", &SEED.to_string()])
         .args(extra));
     let minutes = started.elapsed().as_secs_f64() / 60.0;
@@ -81,11 +89,20 @@ fn train_row(name: &str, data: &Path, dir: &Path, extra: &[&str], epochs: usize,
     let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&report_path).unwrap()).unwrap();
     let f = |v: &serde_json::Value| v.as_f64().unwrap_or(f64::NAN);
     Row {
-        name: if extra.is_empty() {
-            "train (defaults)".to_string()
-        } else {
-            format!("train {}", extra.join(" "))
-        },
+        name: format!(
+            "train {}{}({} steps)",
+            if size == 64 {
+                String::new()
+            } else {
+                format!("--input-size {size} ")
+            },
+            if extra.is_empty() {
+                "defaults ".to_string()
+            } else {
+                format!("{} ", extra.join(" "))
+            },
+            report["training_precision"].as_str().unwrap_or("?")
+        ),
         accuracy: f(&report["best_epoch"]["val"]["accuracy"]),
         auc: f(&report["threshold"]["roc_auc"]),
         profile_f1: f(&report["threshold"]["profile"]["f1"]),
@@ -96,9 +113,10 @@ fn train_row(name: &str, data: &Path, dir: &Path, extra: &[&str], epochs: usize,
 
 fn main() {
     let args = BenchArgs::parse(
-        "cargo bench -p swipebot-train --bench quality [-- --per-class N --epochs E --threads T --original]",
-        &["--per-class", "--epochs", "--threads"],
-        &["--original"],
+        "cargo bench -p swipebot-train --bench quality [-- --per-class N --epochs E --threads T --input-size S \
+         --original --fp32]",
+        &["--per-class", "--epochs", "--threads", "--input-size"],
+        &["--original", "--fp32"],
     )
     .and_then(|a| {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -106,10 +124,12 @@ fn main() {
             a.number("--per-class", 1500, 10)?,
             a.number("--epochs", 15, 1)?,
             a.number("--threads", cores, 1)?,
+            a.number("--input-size", 64, 32)?,
             a.flag("--original"),
+            a.flag("--fp32"),
         ))
     });
-    let (per_class, epochs, threads, original) = args.unwrap_or_else(|e| {
+    let (per_class, epochs, threads, size, original, fp32) = args.unwrap_or_else(|e| {
         eprintln!("quality: {e}");
         std::process::exit(1);
     });
@@ -139,23 +159,21 @@ fn main() {
     let split_file = dir.path().join("split.json");
     std::fs::write(&split_file, serde_json::to_vec(&split).unwrap()).unwrap();
     println!(
-        "Fashion-MNIST T-shirt (like) vs shirt (nope): {} images, {} training, {} validation; input 64 grayscale, \
-         {epochs} epochs at most, {threads} threads",
+        "Fashion-MNIST T-shirt (like) vs shirt (nope): {} images, {} training, {} validation; input {size} grayscale \
+         (the baseline: 64), {epochs} epochs at most, {threads} threads",
         files.len(),
         train_idx.len(),
         val_idx.len()
     );
 
-    let mut rows = vec![train_row("default", &data, dir.path(), &[], epochs, threads)];
+    let mut rows = vec![train_row("default", &data, dir.path(), &[], epochs, threads, size)];
+    if fp32 {
+        let extra = ["--precision-train", "fp32"];
+        rows.push(train_row("fp32", &data, dir.path(), &extra, epochs, threads, size));
+    }
     if original {
-        rows.push(train_row(
-            "original",
-            &data,
-            dir.path(),
-            &["--recipe", "original"],
-            epochs,
-            threads,
-        ));
+        let extra = ["--recipe", "original"];
+        rows.push(train_row("original", &data, dir.path(), &extra, epochs, threads, size));
     }
 
     // The baseline, scored with the same measures and the same profile simulation.

@@ -1,7 +1,8 @@
 """PyTorch side of `cargo bench -p swipebot-train --bench train_throughput`: the same GoogLeNet
 (BVLC deploy layout, LRN, ceil-mode pooling, input normalisation), the same input size, batch,
 thread count, loss and optimizer (SGD, momentum 0.9, weight decay 2e-4), timed the same way.
-`--channels-last` puts weights and input in the NHWC layout, as `train` does.
+`--channels-last` puts weights and input in the NHWC layout, as `train` does; `--bf16` runs the forward
+pass under CPU autocast in bf16 (the loss in fp32), PyTorch's mixed precision.
 Prints one line: `pytorch images/s <value>`."""
 
 import argparse
@@ -79,6 +80,7 @@ def main():
     p.add_argument("--threads", type=int, default=torch.get_num_threads())
     p.add_argument("--channels", type=int, default=3)
     p.add_argument("--channels-last", action="store_true", help="NHWC layout for weights and input")
+    p.add_argument("--bf16", action="store_true", help="forward pass under CPU autocast in bf16")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
@@ -92,7 +94,9 @@ def main():
 
     def step():
         opt.zero_grad()
-        loss = F.cross_entropy(net(x), y)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.bf16):
+            out = net(x)
+        loss = F.cross_entropy(out.float(), y)
         loss.backward()
         opt.step()
         return loss.item()

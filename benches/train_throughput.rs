@@ -1,6 +1,8 @@
 //! Training throughput of the GoogLeNet in Rust (tch) against PyTorch in Python, side by side: the
 //! same libtorch build (the `torch` wheel), network, input size, batch, thread count, loss and
-//! optimizer. Also the data pipeline's own rates: decoding into the cache and assembling batches.
+//! optimizer, in fp32 and in mixed precision (bf16 against PyTorch's CPU autocast, when the CPU
+//! computes bf16 natively). Also the data pipeline's own rates: decoding into the cache and
+//! assembling batches.
 //!
 //! `cargo bench -p swipebot-train --bench train_throughput [-- SIZE [ITERS [BATCH]]]`
 //! (defaults 112, 10, 32). Not a timed test: it prints figures for the README.
@@ -16,6 +18,7 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 use swipebot_core::preprocess::{Channels, Limits, Recipe};
 use swipebot_train::data::{self, Sample};
+use swipebot_train::mixed::{self, TrainPrecision};
 use swipebot_train::model::{GoogLeNet, NetShape};
 use swipebot_train::sgd::Sgd;
 use swipebot_train::training;
@@ -83,42 +86,69 @@ fn main() {
     let mut sgd = Sgd::new(&vs, 0.9, 2e-4);
     let x = Tensor::rand([batch as i64, 3, size as i64, size as i64], (Kind::Float, Device::Cpu)) * 255.0;
     let y = Tensor::randint(2, [batch as i64], (Kind::Int64, Device::Cpu));
-    let mut step = || {
-        let loss = training::loss(&net.logits(&x, true), &y, None);
-        sgd.backward_step(&loss, 0.01);
-        loss.double_value(&[])
-    };
-    step();
-    let t = Instant::now();
-    for _ in 0..iters {
+    let mut rust = |precision: TrainPrecision| {
+        let mut step = || {
+            let loss = training::loss(&net.logits_in(&x, true, precision.kind()), &y, None);
+            sgd.backward_step(&loss, 0.01);
+            loss.double_value(&[])
+        };
         step();
-    }
-    let rust = (iters * batch) as f64 / t.elapsed().as_secs_f64();
-    println!("{:<26}{rust:8.2} images/s", "rust (tch, channels-last)");
-
-    // PyTorch, same wheel.
-    let root = common::paths::repo_root();
-    let python = common::paths::python();
+        let t = Instant::now();
+        for _ in 0..iters {
+            step();
+        }
+        (iters * batch) as f64 / t.elapsed().as_secs_f64()
+    };
+    let fp32 = rust(TrainPrecision::Fp32);
+    println!("{:<32}{fp32:8.2} images/s", "fp32: rust (tch, channels-last)");
     // The default layout, as a typical script runs it, then channels-last, as `train` runs it.
     for (label, extra) in [
-        ("pytorch (python)", None),
-        ("pytorch channels-last", Some("--channels-last")),
+        ("fp32: pytorch", &[][..]),
+        ("fp32: pytorch channels-last", &["--channels-last"][..]),
     ] {
-        let out = Command::new(&python)
-            .arg(root.join("benches/train_baseline.py"))
-            .args(["--size", &size.to_string(), "--batch", &batch.to_string()])
-            .args(["--iters", &iters.to_string(), "--threads", &threads.to_string()])
-            .args(extra)
-            .output()
-            .expect("running the PyTorch baseline");
-        let text = String::from_utf8_lossy(&out.stdout);
-        let torch: Option<f64> = text
-            .lines()
-            .find_map(|l| l.strip_prefix("pytorch images/s "))
-            .and_then(|v| v.trim().parse().ok());
-        match torch {
-            Some(torch) => println!("{label:<26}{torch:8.2} images/s   rust / this {:5.2}x", rust / torch),
-            None => println!("{label}: baseline failed: {}", String::from_utf8_lossy(&out.stderr)),
-        }
+        compare(label, fp32, &pytorch(size, iters, batch, threads, extra));
+    }
+
+    // Mixed precision, `train`'s default where the CPU computes bf16 natively.
+    if !mixed::cpu_has_bf16() {
+        println!(
+            "bf16 rows left out: this CPU has no native bf16 (AVX512-BF16), where `--precision-train auto` stays fp32"
+        );
+        return;
+    }
+    let bf16 = rust(TrainPrecision::Bf16);
+    println!(
+        "{:<32}{bf16:8.2} images/s   bf16 / fp32 {:5.2}x",
+        "bf16: rust (tch, channels-last)",
+        bf16 / fp32
+    );
+    compare(
+        "bf16: pytorch autocast, c-l",
+        bf16,
+        &pytorch(size, iters, batch, threads, &["--channels-last", "--bf16"]),
+    );
+}
+
+/// Runs `benches/train_baseline.py` (same wheel) with `extra` flags; its images/s or why not.
+fn pytorch(size: usize, iters: usize, batch: usize, threads: usize, extra: &[&str]) -> Result<f64, String> {
+    let out = Command::new(common::paths::python())
+        .arg(common::paths::repo_root().join("benches/train_baseline.py"))
+        .args(["--size", &size.to_string(), "--batch", &batch.to_string()])
+        .args(["--iters", &iters.to_string(), "--threads", &threads.to_string()])
+        .args(extra)
+        .output()
+        .map_err(|e| format!("running the PyTorch baseline: {e}"))?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("pytorch images/s "))
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// Prints a baseline's row with Rust's rate over it.
+fn compare(label: &str, rust: f64, torch: &Result<f64, String>) {
+    match torch {
+        Ok(torch) => println!("{label:<32}{torch:8.2} images/s   rust / this {:5.2}x", rust / torch),
+        Err(e) => println!("{label}: baseline failed: {e}"),
     }
 }

@@ -40,16 +40,35 @@ impl Adam {
 
     /// Clears the gradients, back-propagates `loss` and applies one update at learning rate `lr`.
     pub fn backward_step(&mut self, loss: &Tensor, lr: f64) {
+        self.zero_grad();
+        loss.backward();
+        self.step(lr);
+    }
+
+    /// Sets every gradient to zero before a backward pass (gradients accumulate).
+    pub fn zero_grad(&mut self) {
         for (_, p) in &mut self.params {
             p.zero_grad();
         }
-        loss.backward();
+    }
+
+    /// The trainable parameters, in a fixed order (for loss scaling, [`crate::mixed::GradScaler`]).
+    pub fn params(&self) -> Vec<Tensor> {
+        self.params.iter().map(|(_, p)| p.shallow_clone()).collect()
+    }
+
+    /// Applies one update at learning rate `lr` from the gradients. In place throughout: the first
+    /// moment by `lerp_`, the second from the gradient squared in place (the gradient is this step's
+    /// own and not read again), and the weight by one `addcdiv_` whose divisor carries `-lr` and the
+    /// bias corrections (tch binds `addcdiv_` without its `value`); one buffer, the divisor, is
+    /// allocated per parameter.
+    pub fn step(&mut self, lr: f64) {
         self.step += 1;
         let t = self.step as i32;
         let (c1, c2) = (1.0 - BETA1.powi(t), 1.0 - BETA2.powi(t));
         tch::no_grad(|| {
             for ((_, p), moments) in self.params.iter_mut().zip(&mut self.moments) {
-                let grad = p.grad();
+                let mut grad = p.grad();
                 if !grad.defined() {
                     continue;
                 }
@@ -57,10 +76,19 @@ impl Adam {
                     let _ = p.g_mul_scalar_(1.0 - lr * self.weight_decay);
                 }
                 let (m, v) = moments.get_or_insert_with(|| (p.zeros_like(), p.zeros_like()));
-                let _ = m.g_mul_scalar_(BETA1).g_add_(&(&grad * (1.0 - BETA1)));
-                let _ = v.g_mul_scalar_(BETA2).g_add_(&(&grad * &grad * (1.0 - BETA2)));
-                let denom = (&*v / c2).sqrt() + EPS;
-                let _ = p.g_sub_(&((&*m / c1) / denom * lr));
+                // m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2.
+                let _ = m.lerp_(&grad, 1.0 - BETA1);
+                let _ = v.lerp_(&grad.square_(), 1.0 - BETA2);
+                if lr == 0.0 {
+                    continue;
+                }
+                // w -= lr * (m / c1) / (sqrt(v / c2) + eps) = w + m / ((sqrt(v) / sqrt(c2) + eps) * -c1 / lr).
+                let mut divisor = v.sqrt();
+                let _ = divisor
+                    .g_mul_scalar_(1.0 / c2.sqrt())
+                    .g_add_scalar_(EPS)
+                    .g_mul_scalar_(-c1 / lr);
+                let _ = p.addcdiv_(m, &divisor);
             }
         });
     }

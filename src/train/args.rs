@@ -8,6 +8,7 @@ use clap::Parser;
 use swipebot_core::preprocess::{Channels, Recipe};
 
 use crate::calibrate::ThresholdPolicy;
+use crate::mixed::PrecisionChoice;
 use crate::precision::Int8Settings;
 use crate::profiles::ProfileSizes;
 use crate::ranges::RangeMethod;
@@ -93,6 +94,11 @@ pub struct Args {
     /// `cpu` or `cuda`.
     #[arg(long, default_value = "cpu")]
     pub device: String,
+    /// Arithmetic of the training step: `auto` (bf16 where the CPU or GPU computes it natively, else
+    /// fp32), `fp32`, `bf16`, or `fp16` (with loss scaling; for CUDA GPUs without bf16). Weights,
+    /// validation and the written model stay fp32 (`--precision` sets the written model's).
+    #[arg(long, value_enum, default_value_t = PrecisionChoice::Auto)]
+    pub precision_train: PrecisionChoice,
     /// Threads for decoding and for libtorch (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,

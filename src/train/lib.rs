@@ -25,6 +25,7 @@ pub mod export;
 pub mod googlenet;
 pub mod init;
 pub mod interpret;
+pub mod mixed;
 pub mod model;
 pub mod optimizer;
 pub mod outputs;
@@ -140,16 +141,23 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     let settings = RunSettings::new(&args, &recipe, &loaded.fingerprint);
     let mut state = start(&args, &ckpt, settings, &mut vs, &mut sgd)?;
 
+    let precision = mixed::resolve(args.precision_train, device);
     let mut outcome = Outcome::Completed;
     if args.epochs > 0 {
+        if let Some(warning) = &precision.warning {
+            eprintln!("warning: {warning}");
+        }
         eprintln!(
-            "training on {} images, validating on {} ({device:?}, {threads} threads, input {}x{}, batch {}, recipe {})",
+            "training on {} images, validating on {} ({device:?}, {threads} threads, input {}x{}, batch {}, recipe {}, \
+             {} steps ({}))",
             train.len(),
             val.len(),
             args.input_size,
             args.input_size,
             hyper.batch_size,
-            args.recipe
+            args.recipe,
+            precision.precision,
+            precision.why
         );
         let stop = ctrl_c_flag()?;
         let fit = Fit {
@@ -162,6 +170,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
             checkpoint: &ckpt,
             stop: &stop,
             stop_after: args.stop_after_epochs,
+            precision: precision.precision,
         };
         let end = fit.run(&mut sgd, &mut state, &mut console::Console::new())?;
         outcome = ended(end, &state, &ckpt, hyper.patience);
@@ -250,6 +259,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
             .and_then(|b| state.history.iter().find(|r| r.epoch == b.epoch).copied()),
         epochs_run: state.history.len(),
         training_images_per_second: report::mean_images_per_second(&state.history),
+        training_precision: precision.precision.name().to_string(),
         settings: state.settings,
         warnings: verdict::warnings(&threshold, &like),
         calibration,

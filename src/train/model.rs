@@ -27,8 +27,8 @@ pub const SCALE: &str = "normalize.scale";
 
 /// One built step of the network: a [`Layer`] (or an inception branch's [`Step`]) with its parameters.
 enum Block {
-    /// Convolution and ReLU.
-    Conv(nn::Conv2D),
+    /// Convolution and ReLU: the parameters and the kernel's stride and padding.
+    Conv(nn::Conv2D, Conv),
     /// Max pooling.
     MaxPool(MaxPool),
     /// Local response normalisation ([`googlenet::LRN`]).
@@ -44,10 +44,26 @@ enum Block {
 }
 
 impl Block {
-    /// Applies this block to `x`; `train` enables dropout.
-    fn forward(&self, x: &Tensor, train: bool) -> Tensor {
+    /// Applies this block to `x`; `train` enables dropout; convolutions run in `compute` precision
+    /// (their fp32 weights cast on the way, so gradients reach the fp32 weights), and the network's
+    /// end (pooling to features, dropout, the classifier) in fp32.
+    fn forward(&self, x: &Tensor, train: bool, compute: Kind) -> Tensor {
         match self {
-            Block::Conv(c) => c.forward(x).relu(),
+            Block::Conv(c, spec) => {
+                // The ReLU overwrites the convolution's output: the convolution's backward pass needs
+                // its input and weights, never its output, so one buffer a layer is saved.
+                let ws = c.ws.to_kind(compute);
+                let bs = c.bs.as_ref().map(|b| b.to_kind(compute));
+                x.conv2d(
+                    &ws,
+                    bs.as_ref(),
+                    [spec.stride, spec.stride],
+                    [spec.pad, spec.pad],
+                    [1, 1],
+                    1,
+                )
+                .relu_()
+            }
             Block::MaxPool(p) => x.max_pool2d(
                 [p.kernel, p.kernel],
                 [p.stride, p.stride],
@@ -57,10 +73,10 @@ impl Block {
             ),
             Block::Lrn => lrn(x, &googlenet::LRN),
             Block::Inception(branches) => {
-                let ends: Vec<Tensor> = branches.iter().map(|b| forward_all(b, x, train)).collect();
+                let ends: Vec<Tensor> = branches.iter().map(|b| forward_all(b, x, train, compute)).collect();
                 Tensor::cat(&ends, 1)
             }
-            Block::GlobalAvgPool => x.adaptive_avg_pool2d([1, 1]).flatten(1, -1),
+            Block::GlobalAvgPool => x.to_kind(Kind::Float).adaptive_avg_pool2d([1, 1]).flatten(1, -1),
             Block::Dropout(p) => x.dropout(*p, train),
             Block::Classifier(linear) => linear.forward(x),
         }
@@ -68,10 +84,10 @@ impl Block {
 }
 
 /// Applies `blocks` one after the other.
-fn forward_all(blocks: &[Block], x: &Tensor, train: bool) -> Tensor {
+fn forward_all(blocks: &[Block], x: &Tensor, train: bool, compute: Kind) -> Tensor {
     blocks
         .iter()
-        .fold(x.shallow_clone(), |x, block| block.forward(&x, train))
+        .fold(x.shallow_clone(), |x, block| block.forward(&x, train, compute))
 }
 
 /// The trainable network.
@@ -128,7 +144,7 @@ fn branch(module: &nn::Path, input: i64, steps: &[Step]) -> Vec<Block> {
         .iter()
         .map(|step| {
             let block = match step {
-                Step::Conv(spec) => Block::Conv(conv(module / spec.name, channels, spec)),
+                Step::Conv(spec) => Block::Conv(conv(module / spec.name, channels, spec), *spec),
                 Step::MaxPool(pool) => Block::MaxPool(*pool),
             };
             channels = step.out_channels(channels);
@@ -148,7 +164,7 @@ impl GoogLeNet {
                 Layer::Conv(spec) => {
                     let c = conv(root / spec.name, channels, &spec);
                     channels = spec.out;
-                    Block::Conv(c)
+                    Block::Conv(c, spec)
                 }
                 Layer::MaxPool(pool) => Block::MaxPool(pool),
                 Layer::Lrn => Block::Lrn,
@@ -205,10 +221,19 @@ impl GoogLeNet {
         });
     }
 
-    /// Logits for a batch of raw pixels `[N, C, S, S]` in 0..=255; `train` enables dropout.
+    /// Logits for a batch of raw pixels `[N, C, S, S]` in 0..=255, computed in fp32 as the exported
+    /// graph computes them; `train` enables dropout.
     pub fn logits(&self, pixels: &Tensor, train: bool) -> Tensor {
-        let x = (channels_last(pixels) - &self.mean) * &self.scale;
-        forward_all(&self.blocks, &x, train)
+        self.logits_in(pixels, train, Kind::Float)
+    }
+
+    /// Logits (fp32) with the convolutions, pooling and LRN of the body computed in `compute`
+    /// (`Kind::Float`, or `BFloat16`/`Half` for mixed-precision training, [`crate::mixed`]): the
+    /// input normalisation and the network's end stay in fp32, and the weights stay fp32 in the var
+    /// store (cast for each use), as PyTorch's autocast does.
+    pub fn logits_in(&self, pixels: &Tensor, train: bool, compute: Kind) -> Tensor {
+        let x = ((channels_last(pixels) - &self.mean) * &self.scale).to_kind(compute);
+        forward_all(&self.blocks, &x, train, compute)
     }
 
     /// Class probabilities in evaluation mode: softmax of the logits divided by `temperature`,
@@ -221,15 +246,25 @@ impl GoogLeNet {
 /// Across-channel local response normalisation from libtorch primitives (tch has no LRN):
 /// `x / (k + alpha * mean(x^2 over `size` neighbouring channels))^beta`, with zero padding at the
 /// channel edges, as in Caffe, PyTorch and ONNX's `LRN`.
+///
+/// The window runs along the channels, which are the innermost axis of a channels-last tensor: the
+/// squares are seen as `N*H*W` rows of `C` values and averaged by a one-dimensional pooling over each
+/// row (zeros padded, always divided by `size`). PyTorch's `local_response_norm` pools a 5-D view
+/// with `avg_pool3d` instead, which libtorch's CPU kernel spreads over only `N` work items: that
+/// formulation took a quarter of the whole training step at input 112 (README, performance).
 pub fn lrn(x: &Tensor, p: &Lrn) -> Tensor {
-    let squares = x.square().unsqueeze(1);
-    let before = p.size / 2;
-    let after = (p.size - 1) / 2;
-    let padded = squares.constant_pad_nd([0, 0, 0, 0, before, after]);
-    let mean = padded
-        .avg_pool3d([p.size, 1, 1], [1, 1, 1], [0, 0, 0], false, true, None::<i64>)
-        .squeeze_dim(1);
-    x / (mean * p.alpha + p.k).pow_tensor_scalar(p.beta)
+    let (n, c, h, w) = x.size4().expect("LRN takes an [N, C, H, W] tensor");
+    let rows = x.square().permute([0, 2, 3, 1]).reshape([-1, 1, c]);
+    let mean = rows
+        .avg_pool1d([p.size], [1], [p.size / 2], false, true)
+        .narrow(2, 0, c)
+        .reshape([n, h, w, c])
+        .permute([0, 3, 1, 2]);
+    // The scaled mean is this function's own: adding `k` in place saves a buffer (an addition's
+    // backward pass needs neither operand).
+    let mut base = mean * p.alpha;
+    let _ = base.g_add_scalar_(p.k);
+    x / base.pow_tensor_scalar(p.beta)
 }
 
 #[cfg(test)]
@@ -270,6 +305,57 @@ mod tests {
         assert!(y.equal(&x));
     }
 
+    /// Mixed precision: the body in bf16 gives logits close to fp32's, and the gradients arrive in
+    /// fp32 on the fp32 weights, pointing the same way as fp32's.
+    #[test]
+    fn bf16_body_keeps_fp32_weights_and_gradients() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let shape = NetShape {
+            input_size: 64,
+            channels: 1,
+            classes: 2,
+        };
+        let mut net = GoogLeNet::new(&vs.root(), shape);
+        net.set_normalization(&vec![127.0; 64 * 64], &[1.0 / 64.0]);
+        let x = Tensor::rand([4, 1, 64, 64], (Kind::Float, Device::Cpu)) * 255.0;
+        let variables = vs.variables();
+        let watched = [&variables["conv1.weight"], &variables["fc.weight"]];
+        let run = |kind: Kind| {
+            for p in watched {
+                p.shallow_clone().zero_grad();
+            }
+            let logits = net.logits_in(&x, false, kind);
+            assert_eq!(logits.kind(), Kind::Float);
+            // The summed LIKE margin: an untrained net's softmax is saturated, where a cross-entropy
+            // gradient would weigh each image by how far from saturation it is, and rounding decides that.
+            (logits.select(1, 1) - logits.select(1, 0)).sum(Kind::Float).backward();
+            let grads: Vec<Tensor> = watched.iter().map(|p| p.grad().copy()).collect();
+            for g in &grads {
+                assert_eq!(g.kind(), Kind::Float);
+            }
+            (logits.detach(), grads)
+        };
+        let (l32, g32) = run(Kind::Float);
+        let (l16, g16) = run(Kind::BFloat16);
+        assert!(watched.iter().all(|p| p.kind() == Kind::Float));
+        let logit_gap = (&l16 - &l32).abs().max().double_value(&[]);
+        let scale = l32.abs().max().double_value(&[]).max(1.0);
+        assert!(
+            logit_gap < 0.05 * scale,
+            "bf16 logits differ by {logit_gap} (largest {scale})"
+        );
+        // bf16 keeps 8 bits of mantissa: the classifier's gradient (fp32 arithmetic on bf16
+        // features) stays nearly parallel; the first layer's, back through the whole bf16 body,
+        // less so but still the same direction.
+        for ((name, least), (a, b)) in [("conv1", 0.9), ("fc", 0.999)].iter().zip(g16.iter().zip(&g32)) {
+            let cosine = ((a * b).sum(Kind::Float) / (a.norm() * b.norm())).double_value(&[]);
+            assert!(
+                cosine > *least,
+                "bf16 and fp32 gradients of {name} have cosine {cosine}"
+            );
+        }
+    }
+
     #[test]
     fn lrn_matches_a_direct_computation() {
         let x = Tensor::randn([2, 7, 3, 4], (Kind::Double, Device::Cpu)) * 10.0;
@@ -280,6 +366,8 @@ mod tests {
             k: 2.0,
         };
         let y = lrn(&x, &p);
+        // The same values whatever the layout the input comes in.
+        assert!(lrn(&channels_last(&x), &p).allclose(&y, 1e-12, 1e-12, false));
         let (n, c, h, w) = x.size4().unwrap();
         let mut worst = 0f64;
         for ni in 0..n {

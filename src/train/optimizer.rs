@@ -6,6 +6,7 @@ use tch::nn::VarStore;
 use tch::Tensor;
 
 use crate::adam::Adam;
+use crate::mixed::GradScaler;
 use crate::recipe::OptimizerKind;
 use crate::sgd::Sgd;
 
@@ -32,6 +33,31 @@ impl Optimizer {
             Optimizer::Sgd(o) => o.backward_step(loss, lr),
             Optimizer::Adam(o) => o.backward_step(loss, lr),
         }
+    }
+
+    /// One step with loss scaling ([`GradScaler`], for fp16): back-propagates `loss` times the
+    /// scale, divides the gradients by it and applies the update only when they are all finite.
+    /// Returns whether the update was applied.
+    pub fn scaled_backward_step(&mut self, loss: &Tensor, lr: f64, scaler: &mut GradScaler) -> bool {
+        let params = match self {
+            Optimizer::Sgd(o) => {
+                o.zero_grad();
+                o.params()
+            }
+            Optimizer::Adam(o) => {
+                o.zero_grad();
+                o.params()
+            }
+        };
+        (loss * scaler.scale()).backward();
+        if !scaler.unscale_and_check(&params) {
+            return false;
+        }
+        match self {
+            Optimizer::Sgd(o) => o.step(lr),
+            Optimizer::Adam(o) => o.step(lr),
+        }
+        true
     }
 
     /// The state to save in a checkpoint (`momentum.ot`).

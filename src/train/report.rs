@@ -44,6 +44,8 @@ pub struct Report {
     pub best_epoch: Option<EpochReport>,
     /// Training images a second over the whole run ([`mean_images_per_second`]).
     pub training_images_per_second: f64,
+    /// The arithmetic of the training steps (`--precision-train` resolved: `fp32`, `bf16`, `fp16`).
+    pub training_precision: String,
     /// Temperature scaling on the validation split.
     pub calibration: Calibration,
     /// The threshold in the model and how it does on the validation split.
@@ -373,6 +375,7 @@ mod tests {
             epochs_run: history.len(),
             best_epoch: Some(history[3]),
             training_images_per_second: mean_images_per_second(&history),
+            training_precision: "bf16".into(),
             calibration,
             threshold,
             warnings: vec!["validation ROC AUC 0.55 is under 0.6".to_string()],
@@ -421,6 +424,7 @@ mod tests {
             "best_epoch.images_per_second",
             "best_epoch.seconds",
             "training_images_per_second",
+            "training_precision",
             "calibration",
             "calibration.temperature",
             "calibration.fitted_temperature",
@@ -490,6 +494,7 @@ mod tests {
         assert!(json["best_epoch"]["val"]["accuracy"].is_f64());
         assert_eq!(json["settings"]["epochs"], 6);
         assert_eq!(json["training_images_per_second"], 50.0);
+        assert_eq!(json["training_precision"], "bf16");
         let total: u64 = ["true_like", "false_like", "true_nope", "false_nope"]
             .iter()
             .map(|k| json["threshold"]["confusion"][k].as_u64().unwrap())

@@ -32,34 +32,52 @@ impl Sgd {
 
     /// Clears the gradients, back-propagates `loss` and applies one update at learning rate `lr`.
     pub fn backward_step(&mut self, loss: &Tensor, lr: f64) {
+        self.zero_grad();
+        loss.backward();
+        self.step(lr);
+    }
+
+    /// Sets every gradient to zero before a backward pass (gradients accumulate).
+    pub fn zero_grad(&mut self) {
         for (_, p) in &mut self.params {
             p.zero_grad();
         }
-        loss.backward();
+    }
+
+    /// The trainable parameters, in a fixed order (for loss scaling, [`crate::mixed::GradScaler`]).
+    pub fn params(&self) -> Vec<Tensor> {
+        self.params.iter().map(|(_, p)| p.shallow_clone()).collect()
+    }
+
+    /// Applies one update at learning rate `lr` from the gradients in place. Every operation works
+    /// in place on the gradient, the buffer or the weight (`addcmul_` with a scalar tensor stands for
+    /// PyTorch's `add_(x, alpha=a)`, which tch does not bind): no buffer the size of the network is
+    /// allocated per step.
+    pub fn step(&mut self, lr: f64) {
         tch::no_grad(|| {
             for ((_, p), buf) in self.params.iter_mut().zip(&mut self.buffers) {
-                let grad = p.grad();
+                let mut grad = p.grad();
                 if !grad.defined() {
                     continue;
                 }
-                let d = if self.weight_decay != 0.0 {
-                    grad + &*p * self.weight_decay
-                } else {
-                    grad
-                };
+                let scalar = |v: f64| Tensor::from(v as f32).to_kind(p.kind()).to_device(p.device());
+                if self.weight_decay != 0.0 {
+                    // The gradient is this step's own (cleared before each backward pass).
+                    let _ = grad.addcmul_(p, &scalar(self.weight_decay));
+                }
                 let step = match buf {
                     Some(b) if self.momentum != 0.0 => {
-                        let _ = b.g_mul_scalar_(self.momentum).g_add_(&d);
+                        let _ = b.g_mul_scalar_(self.momentum).g_add_(&grad);
                         b.shallow_clone()
                     }
                     _ if self.momentum != 0.0 => {
-                        let b = d.copy();
+                        let b = grad.copy();
                         *buf = Some(b.shallow_clone());
                         b
                     }
-                    _ => d,
+                    _ => grad,
                 };
-                let _ = p.g_sub_(&(step * lr));
+                let _ = p.addcmul_(&step, &scalar(-lr));
             }
         });
     }

@@ -20,6 +20,7 @@ use tch::{Device, Kind, Tensor};
 use crate::augment;
 use crate::checkpoint::{self, Best, Checkpoint, Partial, State};
 use crate::data::Sample;
+use crate::mixed::{GradScaler, TrainPrecision};
 use crate::model::GoogLeNet;
 use crate::optimizer::Optimizer;
 use crate::recipe::{self, Augment, Schedule};
@@ -283,6 +284,8 @@ pub struct Fit<'a> {
     pub stop: &'a AtomicBool,
     /// End after this many epochs of this invocation (a hidden testing aid for `--resume`).
     pub stop_after: Option<usize>,
+    /// The arithmetic of the training step (`--precision-train`, resolved; [`crate::mixed`]).
+    pub precision: TrainPrecision,
 }
 
 impl Fit<'_> {
@@ -301,7 +304,11 @@ impl Fit<'_> {
             checkpoint: ckpt,
             stop,
             stop_after,
+            precision,
         } = *self;
+        // fp16's loss scale starts afresh in each invocation (a resumed run skips a few steps while
+        // it settles, as a fresh one does).
+        let mut scaler = GradScaler::default();
         let mut best = match state.best {
             Some(b) => Some(ckpt.load_best()?.with_context(|| {
                 format!(
@@ -362,10 +369,15 @@ impl Fit<'_> {
                     }
                     tch::manual_seed(mix(hyper.seed, epoch, step + 1) as i64 & i64::MAX);
                     let (x, y) = (x.to_device(device), y.to_device(device));
-                    let logits = net.logits(&x, true);
+                    let logits = net.logits_in(&x, true, precision.kind());
                     let l = smoothed_loss(&logits, &y, weights.as_ref(), hyper.label_smoothing);
                     let lr = hyper.lr_at(epoch * steps + step, total);
-                    sgd.backward_step(&l, lr);
+                    match precision {
+                        TrainPrecision::Fp16 => {
+                            sgd.scaled_backward_step(&l, lr, &mut scaler);
+                        }
+                        TrainPrecision::Fp32 | TrainPrecision::Bf16 => sgd.backward_step(&l, lr),
+                    }
                     let value = l.double_value(&[]);
                     if !value.is_finite() {
                         anyhow::bail!("training diverged at epoch {} (loss {value}): lower --lr", epoch + 1);

@@ -7,6 +7,7 @@ mod common;
 mod export;
 mod init;
 mod int8;
+mod mixed;
 mod pipeline;
 mod quality;
 
