@@ -6,7 +6,9 @@
 //! rule (profiles of 4 photos, threshold chosen for it, the same simulation for both) and minutes.
 //!
 //! `cargo bench -p swipebot-train --bench quality [-- --per-class N --epochs E --threads T --input-size S
-//! --original --fp32]` (defaults 1500, 15, all cores, 64; `--original` adds a row for `train --recipe
+//! --seeds A,B,.. --original --fp32]` (defaults 1500, 15, all cores, 64, seed 42; with several
+//! `--seeds` every row is run once per seed, each seed its own split, initialisation and data order
+//! on both sides, and the table gives the mean and the range; `--original` adds a row for `train --recipe
 //! original`, `--fp32` one for `train --precision-train fp32` beside the default `auto`, which is bf16
 //! on CPUs with AVX512-BF16; `--input-size` sets `train`'s input, the baseline stays at 64). Needs
 //! `apt-get install dataset-fashion-mnist` and the dev wheels (torch, numpy, Pillow). Not a test: it
@@ -29,7 +31,7 @@ use swipebot_train::{data, training};
 const FASHION: &str = "/usr/share/datasets/fashion-mnist";
 /// The validation share and split seed, `train`'s defaults.
 const VAL_FRACTION: f64 = 0.15;
-/// `train`'s default seed (split, simulation).
+/// `train`'s default seed (split, initialisation, simulation): the one run when `--seeds` is not given.
 const SEED: u64 = 42;
 
 /// One row of the table.
@@ -66,7 +68,13 @@ fn run(command: &mut Command) -> String {
 }
 
 /// Trains with `train` and reads its report into a row.
-fn train_row(name: &str, data: &Path, dir: &Path, extra: &[&str], epochs: usize, threads: usize, size: usize) -> Row {
+fn train_row(name: &str, data: &Path, dir: &Path, extra: &[&str], spec: &RunSpec) -> Row {
+    let RunSpec {
+        epochs,
+        threads,
+        size,
+        seed,
+    } = *spec;
     let model = dir.join(format!("{name}.onnx"));
     let started = Instant::now();
     let log = run(Command::new(common::paths::bin("train"))
@@ -81,7 +89,7 @@ fn train_row(name: &str, data: &Path, dir: &Path, extra: &[&str], epochs: usize,
             "--epochs",
             &epochs.to_string(),
         ])
-        .args(["--threads", &threads.to_string(), "--seed", &SEED.to_string()])
+        .args(["--threads", &threads.to_string(), "--seed", &seed.to_string()])
         .args(extra));
     let minutes = started.elapsed().as_secs_f64() / 60.0;
     eprintln!("{log}");
@@ -111,11 +119,24 @@ fn train_row(name: &str, data: &Path, dir: &Path, extra: &[&str], epochs: usize,
     }
 }
 
+/// What every row of one seed shares.
+#[derive(Clone, Copy)]
+struct RunSpec {
+    /// Most epochs of `train`.
+    epochs: usize,
+    /// Threads of each side.
+    threads: usize,
+    /// `train`'s input side.
+    size: usize,
+    /// Split, initialisation and data-order seed of both sides.
+    seed: u64,
+}
+
 fn main() {
     let args = BenchArgs::parse(
         "cargo bench -p swipebot-train --bench quality [-- --per-class N --epochs E --threads T --input-size S \
-         --original --fp32]",
-        &["--per-class", "--epochs", "--threads", "--input-size"],
+         --seeds A,B,.. --original --fp32]",
+        &["--per-class", "--epochs", "--threads", "--input-size", "--seeds"],
         &["--original", "--fp32"],
     )
     .and_then(|a| {
@@ -125,11 +146,12 @@ fn main() {
             a.number("--epochs", 15, 1)?,
             a.number("--threads", cores, 1)?,
             a.number("--input-size", 64, 32)?,
+            a.numbers("--seeds", &[SEED as usize], 0)?,
             a.flag("--original"),
             a.flag("--fp32"),
         ))
     });
-    let (per_class, epochs, threads, size, original, fp32) = args.unwrap_or_else(|e| {
+    let (per_class, epochs, threads, size, seeds, original, fp32) = args.unwrap_or_else(|e| {
         eprintln!("quality: {e}");
         std::process::exit(1);
     });
@@ -145,10 +167,55 @@ fn main() {
         .args(["dataset", "--per-class", &per_class.to_string(), "--out"])
         .arg(&data));
 
+    let runs: Vec<Vec<Row>> = seeds
+        .iter()
+        .map(|&seed| {
+            let run = RunSpec {
+                epochs,
+                threads,
+                size,
+                seed: seed as u64,
+            };
+            rows_for_seed(&data, dir.path(), &script, run, fp32, original)
+        })
+        .collect();
+    println!(
+        "Fashion-MNIST T-shirt (like) vs shirt (nope), {per_class} a class, 85/15 split; input {size} grayscale \
+         (the baseline: 64), {epochs} epochs at most, {threads} threads; seeds {seeds:?}{}",
+        if seeds.len() > 1 { "; mean (lowest-highest)" } else { "" }
+    );
+    println!("| model | val accuracy | ROC AUC | profile F1 (4 photos) | profile accuracy | minutes |");
+    println!("|---|---|---|---|---|---|");
+    for (i, first) in runs[0].iter().enumerate() {
+        let column = |f: fn(&Row) -> f64, digits: usize| {
+            let values: Vec<f64> = runs.iter().map(|rows| f(&rows[i])).collect();
+            let mean = values.iter().sum::<f64>() / values.len() as f64;
+            if values.len() == 1 {
+                format!("{mean:.digits$}")
+            } else {
+                let lo = values.iter().copied().fold(f64::INFINITY, f64::min);
+                let hi = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                format!("{mean:.digits$} ({lo:.digits$}-{hi:.digits$})")
+            }
+        };
+        println!(
+            "| {} | {} | {} | {} | {} | {} |",
+            first.name,
+            column(|r| r.accuracy, 3),
+            column(|r| r.auc, 3),
+            column(|r| r.profile_f1, 3),
+            column(|r| r.profile_accuracy, 3),
+            column(|r| r.minutes, 1)
+        );
+    }
+}
+
+/// One seed's rows: `train`'s and the baseline's, on the split of that seed.
+fn rows_for_seed(data: &Path, dir: &Path, script: &Path, spec: RunSpec, fp32: bool, original: bool) -> Vec<Row> {
     // The split `train` makes (the same scan order and seeded split), for the baseline.
-    let files = data::scan(&data).unwrap();
+    let files = data::scan(data).unwrap();
     let labels: Vec<usize> = files.iter().map(|(_, l)| *l).collect();
-    let (train_idx, val_idx) = training::split(&labels, VAL_FRACTION, SEED);
+    let (train_idx, val_idx) = training::split(&labels, VAL_FRACTION, spec.seed);
     let is_like = |i: &usize| usize::from(CLASSES[labels[*i]] == "like");
     let split = serde_json::json!({
         "train": train_idx.iter().map(|&i| &files[i].0).collect::<Vec<_>>(),
@@ -156,32 +223,43 @@ fn main() {
         "val": val_idx.iter().map(|&i| &files[i].0).collect::<Vec<_>>(),
         "val_like": val_idx.iter().map(is_like).collect::<Vec<_>>(),
     });
-    let split_file = dir.path().join("split.json");
+    let split_file = dir.join(format!("split-{}.json", spec.seed));
     std::fs::write(&split_file, serde_json::to_vec(&split).unwrap()).unwrap();
-    println!(
-        "Fashion-MNIST T-shirt (like) vs shirt (nope): {} images, {} training, {} validation; input {size} grayscale \
-         (the baseline: 64), {epochs} epochs at most, {threads} threads",
+    eprintln!(
+        "seed {}: Fashion-MNIST T-shirt (like) vs shirt (nope): {} images, {} training, {} validation; input {} grayscale \
+         (the baseline: 64), {} epochs at most, {} threads",
+        spec.seed,
         files.len(),
         train_idx.len(),
-        val_idx.len()
+        val_idx.len(),
+        spec.size,
+        spec.epochs,
+        spec.threads
     );
 
-    let mut rows = vec![train_row("default", &data, dir.path(), &[], epochs, threads, size)];
+    let mut rows = vec![train_row(&format!("default-{}", spec.seed), data, dir, &[], &spec)];
     if fp32 {
         let extra = ["--precision-train", "fp32"];
-        rows.push(train_row("fp32", &data, dir.path(), &extra, epochs, threads, size));
+        rows.push(train_row(&format!("fp32-{}", spec.seed), data, dir, &extra, &spec));
     }
     if original {
         let extra = ["--recipe", "original"];
-        rows.push(train_row("original", &data, dir.path(), &extra, epochs, threads, size));
+        rows.push(train_row(&format!("original-{}", spec.seed), data, dir, &extra, &spec));
     }
 
     // The baseline, scored with the same measures and the same profile simulation.
-    let scores_file = dir.path().join("baseline-scores.json");
+    let scores_file = dir.join(format!("baseline-scores-{}.json", spec.seed));
     let started = Instant::now();
     let log = run(Command::new(python())
-        .arg(&script)
-        .args(["baseline", "--threads", &threads.to_string(), "--split"])
+        .arg(script)
+        .args([
+            "baseline",
+            "--threads",
+            &spec.threads.to_string(),
+            "--seed",
+            &spec.seed.to_string(),
+            "--split",
+        ])
         .arg(&split_file)
         .arg("--scores")
         .arg(&scores_file));
@@ -190,7 +268,7 @@ fn main() {
     let p: Vec<f64> = serde_json::from_slice(&std::fs::read(&scores_file).unwrap()).unwrap();
     let like: Vec<bool> = val_idx.iter().map(|i| is_like(i) == 1).collect();
     let sizes = ProfileSizes::fixed(4);
-    let sim = profiles::simulate(&p, &like, &sizes, SEED);
+    let sim = profiles::simulate(&p, &like, &sizes, spec.seed);
     let threshold = calibrate::choose_threshold(&sim.scores, &sim.like, ThresholdPolicy::MaxProfileLikeF1);
     let profile = ProfileReport::at(&sim, &sizes, threshold);
     let right = p.iter().zip(&like).filter(|(&p, &l)| (p >= 0.5) == l).count();
@@ -203,12 +281,5 @@ fn main() {
         minutes,
     });
 
-    println!("| model | val accuracy | ROC AUC | profile F1 (4 photos) | profile accuracy | minutes |");
-    println!("|---|---|---|---|---|---|");
-    for r in &rows {
-        println!(
-            "| {} | {:.3} | {:.3} | {:.3} | {:.3} | {:.1} |",
-            r.name, r.accuracy, r.auc, r.profile_f1, r.profile_accuracy, r.minutes
-        );
-    }
+    rows
 }

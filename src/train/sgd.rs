@@ -54,16 +54,21 @@ impl Sgd {
     /// PyTorch's `add_(x, alpha=a)`, which tch does not bind): no buffer the size of the network is
     /// allocated per step.
     pub fn step(&mut self, lr: f64) {
+        let Some((_, first)) = self.params.first() else {
+            return;
+        };
+        // The two factors as one-element tensors on the parameters' device, made once a step.
+        let scalar = |v: f64| Tensor::from(v as f32).to_kind(first.kind()).to_device(first.device());
+        let (decay, minus_lr) = (scalar(self.weight_decay), scalar(-lr));
         tch::no_grad(|| {
             for ((_, p), buf) in self.params.iter_mut().zip(&mut self.buffers) {
                 let mut grad = p.grad();
                 if !grad.defined() {
                     continue;
                 }
-                let scalar = |v: f64| Tensor::from(v as f32).to_kind(p.kind()).to_device(p.device());
                 if self.weight_decay != 0.0 {
                     // The gradient is this step's own (cleared before each backward pass).
-                    let _ = grad.addcmul_(p, &scalar(self.weight_decay));
+                    let _ = grad.addcmul_(p, &decay);
                 }
                 let step = match buf {
                     Some(b) if self.momentum != 0.0 => {
@@ -77,7 +82,7 @@ impl Sgd {
                     }
                     _ => grad,
                 };
-                let _ = p.addcmul_(&step, &scalar(-lr));
+                let _ = p.addcmul_(&step, &minus_lr);
             }
         });
     }

@@ -29,6 +29,10 @@ fn fit(data: &Path, out: &Path, epochs: u32, extra: &[&str]) -> Vec<f64> {
         "16",
         "--patience",
         "0",
+        // fp32 steps on every machine: this comparison turns on when a 0.5 plateau is left, which
+        // moves with the arithmetic (bf16 where the CPU has it) like any other rounding change.
+        "--precision-train",
+        "fp32",
     ];
     let epochs = epochs.to_string();
     args.extend(["--epochs", &epochs]);
@@ -53,9 +57,11 @@ fn epochs_to_learn(accuracy: &[f64]) -> usize {
 
 /// Task A: the synthetic photos (stripes across for LIKE, along for NOPE). Task B: the opposite
 /// taste, the same kind of photos with the labels swapped. A model that learnt A has the features B
-/// needs; fine-tuned from it, B is learnt in fewer epochs than from scratch. Measured here (default
-/// recipe, input 64, 200 photos): from A, B is at 0.97 after the second epoch; from scratch, still at
-/// chance (0.5) after 3; A itself reached 1.0 at the fourth.
+/// needs; fine-tuned from it, B is learnt sooner than from scratch. Both runs sit on a plateau at 0.5
+/// before they jump to 1.0, and when the jump comes moves with any change of rounding (the order of the
+/// optimizer's arithmetic, the seed): measured over 6 epochs (default recipe, input 64, 200 photos),
+/// fine-tuned runs left it at epochs 1 to 5 and runs from scratch at 5, 6 or not at all; so the test
+/// compares the mean validation accuracy over the 6 epochs, and the epoch each first reached 0.95.
 #[test]
 fn fine_tuning_from_a_model_learns_a_related_task_in_fewer_epochs_than_from_scratch() {
     let dir = tempfile::tempdir().unwrap();
@@ -71,12 +77,13 @@ fn fine_tuning_from_a_model_learns_a_related_task_in_fewer_epochs_than_from_scra
     let learnt_a = fit(&task_a, &a, 6, &[]);
     assert!(epochs_to_learn(&learnt_a) <= 6, "task A is learnt: {learnt_a:?}");
 
-    let scratch = fit(&task_b, &dir.path().join("b-scratch.onnx"), 3, &[]);
+    let scratch = fit(&task_b, &dir.path().join("b-scratch.onnx"), 6, &[]);
     let tuned_model = dir.path().join("b-tuned.onnx");
-    let tuned = fit(&task_b, &tuned_model, 3, &["--init", a.to_str().unwrap()]);
+    let tuned = fit(&task_b, &tuned_model, 6, &["--init", a.to_str().unwrap()]);
     eprintln!("validation accuracy by epoch: task A {learnt_a:?}; task B from scratch {scratch:?}, fine-tuned from A {tuned:?}");
+    let mean = |a: &[f64]| a.iter().sum::<f64>() / a.len() as f64;
     assert!(
-        epochs_to_learn(&tuned) < epochs_to_learn(&scratch),
+        mean(&tuned) > mean(&scratch) && epochs_to_learn(&tuned) < epochs_to_learn(&scratch),
         "fine-tuned {tuned:?} against scratch {scratch:?}"
     );
 
