@@ -29,35 +29,46 @@ impl Optimizer {
 
     /// Clears the gradients, back-propagates `loss` and applies one update at learning rate `lr`.
     pub fn backward_step(&mut self, loss: &Tensor, lr: f64) {
-        match self {
-            Optimizer::Sgd(o) => o.backward_step(loss, lr),
-            Optimizer::Adam(o) => o.backward_step(loss, lr),
-        }
+        self.zero_grad();
+        loss.backward();
+        self.step(lr);
     }
 
     /// One step with loss scaling ([`GradScaler`], for fp16): back-propagates `loss` times the
     /// scale, divides the gradients by it and applies the update only when they are all finite.
     /// Returns whether the update was applied.
     pub fn scaled_backward_step(&mut self, loss: &Tensor, lr: f64, scaler: &mut GradScaler) -> bool {
-        let params = match self {
-            Optimizer::Sgd(o) => {
-                o.zero_grad();
-                o.params()
-            }
-            Optimizer::Adam(o) => {
-                o.zero_grad();
-                o.params()
-            }
-        };
+        self.zero_grad();
         (loss * scaler.scale()).backward();
-        if !scaler.unscale_and_check(&params) {
+        if !scaler.unscale_and_check(&self.params()) {
             return false;
         }
+        self.step(lr);
+        true
+    }
+
+    /// Sets every gradient to zero before a backward pass.
+    fn zero_grad(&mut self) {
+        match self {
+            Optimizer::Sgd(o) => o.zero_grad(),
+            Optimizer::Adam(o) => o.zero_grad(),
+        }
+    }
+
+    /// The trainable parameters.
+    fn params(&self) -> Vec<Tensor> {
+        match self {
+            Optimizer::Sgd(o) => o.params(),
+            Optimizer::Adam(o) => o.params(),
+        }
+    }
+
+    /// Applies one update at learning rate `lr` from the gradients.
+    fn step(&mut self, lr: f64) {
         match self {
             Optimizer::Sgd(o) => o.step(lr),
             Optimizer::Adam(o) => o.step(lr),
         }
-        true
     }
 
     /// The state to save in a checkpoint (`momentum.ot`).
