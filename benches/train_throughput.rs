@@ -20,6 +20,7 @@ use swipebot_core::preprocess::{Channels, Limits, Recipe};
 use swipebot_train::data::{self, Sample};
 use swipebot_train::mixed::{self, TrainPrecision};
 use swipebot_train::model::{GoogLeNet, NetShape};
+use swipebot_train::optimizer::Update;
 use swipebot_train::sgd::Sgd;
 use swipebot_train::training;
 use tch::{nn, Device, Kind, Tensor};

@@ -6,6 +6,7 @@
 //! gets its own step size, which lets a deep net without normalisation layers (this GoogLeNet)
 //! learn from a few thousand photos in a few epochs, where SGD is still creeping.
 
+use crate::optimizer::{trainable, Update};
 use tch::nn::VarStore;
 use tch::{Kind, Tensor};
 
@@ -27,8 +28,7 @@ pub struct Adam {
 impl Adam {
     /// An optimizer over the trainable variables of `vs`, at step 0.
     pub fn new(vs: &VarStore, weight_decay: f64) -> Self {
-        let mut params: Vec<(String, Tensor)> = vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).collect();
-        params.sort_by(|a, b| a.0.cmp(&b.0));
+        let params = trainable(vs);
         let moments = params.iter().map(|_| None).collect();
         Adam {
             params,
@@ -36,61 +36,6 @@ impl Adam {
             step: 0,
             weight_decay,
         }
-    }
-
-    /// Clears the gradients, back-propagates `loss` and applies one update at learning rate `lr`.
-    pub fn backward_step(&mut self, loss: &Tensor, lr: f64) {
-        self.zero_grad();
-        loss.backward();
-        self.step(lr);
-    }
-
-    /// Sets every gradient to zero before a backward pass (gradients accumulate).
-    pub fn zero_grad(&mut self) {
-        for (_, p) in &mut self.params {
-            p.zero_grad();
-        }
-    }
-
-    /// The trainable parameters, in a fixed order (for loss scaling, [`crate::mixed::GradScaler`]).
-    pub fn params(&self) -> Vec<Tensor> {
-        self.params.iter().map(|(_, p)| p.shallow_clone()).collect()
-    }
-
-    /// Applies one update at learning rate `lr` from the gradients. In place throughout: the first
-    /// moment by `lerp_`, the second from the gradient squared in place (the gradient is this step's
-    /// own and not read again), and the weight by one `addcdiv_` whose divisor carries `-lr` and the
-    /// bias corrections (tch binds `addcdiv_` without its `value`); one buffer, the divisor, is
-    /// allocated per parameter.
-    pub fn step(&mut self, lr: f64) {
-        self.step += 1;
-        let t = self.step as i32;
-        let (c1, c2) = (1.0 - BETA1.powi(t), 1.0 - BETA2.powi(t));
-        tch::no_grad(|| {
-            for ((_, p), moments) in self.params.iter_mut().zip(&mut self.moments) {
-                let mut grad = p.grad();
-                if !grad.defined() {
-                    continue;
-                }
-                if self.weight_decay != 0.0 {
-                    let _ = p.g_mul_scalar_(1.0 - lr * self.weight_decay);
-                }
-                let (m, v) = moments.get_or_insert_with(|| (p.zeros_like(), p.zeros_like()));
-                // m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2.
-                let _ = m.lerp_(&grad, 1.0 - BETA1);
-                let _ = v.lerp_(&grad.square_(), 1.0 - BETA2);
-                if lr == 0.0 {
-                    continue;
-                }
-                // w -= lr * (m / c1) / (sqrt(v / c2) + eps) = w + m / ((sqrt(v) / sqrt(c2) + eps) * -c1 / lr).
-                let mut divisor = v.sqrt();
-                let _ = divisor
-                    .g_mul_scalar_(1.0 / c2.sqrt())
-                    .g_add_scalar_(EPS)
-                    .g_mul_scalar_(-c1 / lr);
-                let _ = p.addcdiv_(m, &divisor);
-            }
-        });
     }
 
     /// The moment estimates by parameter name (`m.NAME`, `v.NAME`) and the step count (`step`), for
@@ -134,6 +79,48 @@ impl Adam {
             }
         }
         Ok(())
+    }
+}
+
+impl Update for Adam {
+    fn named_params(&mut self) -> &mut [(String, Tensor)] {
+        &mut self.params
+    }
+
+    /// Applies one update at learning rate `lr` from the gradients. In place throughout: the first
+    /// moment by `lerp_`, the second from the gradient squared in place (the gradient is this step's
+    /// own and not read again), and the weight by one `addcdiv_` whose divisor carries `-lr` and the
+    /// bias corrections (tch binds `addcdiv_` without its `value`); one buffer, the divisor, is
+    /// allocated per parameter.
+    fn step(&mut self, lr: f64) {
+        self.step += 1;
+        let t = self.step as i32;
+        let (c1, c2) = (1.0 - BETA1.powi(t), 1.0 - BETA2.powi(t));
+        tch::no_grad(|| {
+            for ((_, p), moments) in self.params.iter_mut().zip(&mut self.moments) {
+                let mut grad = p.grad();
+                if !grad.defined() {
+                    continue;
+                }
+                if self.weight_decay != 0.0 {
+                    let _ = p.g_mul_scalar_(1.0 - lr * self.weight_decay);
+                }
+                let (m, v) = moments.get_or_insert_with(|| (p.zeros_like(), p.zeros_like()));
+                // m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2.
+                let _ = m.lerp_(&grad, 1.0 - BETA1);
+                let _ = v.lerp_(&grad.square_(), 1.0 - BETA2);
+                if lr == 0.0 {
+                    continue;
+                }
+                // w -= lr * (m / c1) / (sqrt(v / c2) + eps) = w + m / ((sqrt(v) / sqrt(c2) + eps) * -c1 / lr).
+                let mut divisor = v.sqrt();
+                let _ = divisor
+                    .g_mul_scalar_(1.0 / c2.sqrt())
+                    .g_add_scalar_(EPS)
+                    .g_mul_scalar_(-c1 / lr);
+                let _ = p.addcdiv_(m, &divisor);
+            }
+        });
     }
 }
 

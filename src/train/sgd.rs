@@ -5,6 +5,7 @@
 //! The update is PyTorch's `torch.optim.SGD` (no dampening, no Nesterov): `d = grad + wd * w`,
 //! `buf = d` on the first step and `buf = momentum * buf + d` after, `w -= lr * buf`.
 
+use crate::optimizer::{trainable, Update};
 use tch::nn::VarStore;
 use tch::Tensor;
 
@@ -19,8 +20,7 @@ pub struct Sgd {
 impl Sgd {
     /// An optimizer over the trainable variables of `vs`, with empty momentum buffers.
     pub fn new(vs: &VarStore, momentum: f64, weight_decay: f64) -> Self {
-        let mut params: Vec<(String, Tensor)> = vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).collect();
-        params.sort_by(|a, b| a.0.cmp(&b.0));
+        let params = trainable(vs);
         let buffers = params.iter().map(|_| None).collect();
         Sgd {
             params,
@@ -30,30 +30,40 @@ impl Sgd {
         }
     }
 
-    /// Clears the gradients, back-propagates `loss` and applies one update at learning rate `lr`.
-    pub fn backward_step(&mut self, loss: &Tensor, lr: f64) {
-        self.zero_grad();
-        loss.backward();
-        self.step(lr);
+    /// The momentum buffers by parameter name, for a checkpoint.
+    pub fn state(&self) -> Vec<(String, Tensor)> {
+        self.params
+            .iter()
+            .zip(&self.buffers)
+            .filter_map(|((name, _), b)| b.as_ref().map(|b| (name.clone(), b.shallow_clone())))
+            .collect()
     }
 
-    /// Sets every gradient to zero before a backward pass (gradients accumulate).
-    pub fn zero_grad(&mut self) {
-        for (_, p) in &mut self.params {
-            p.zero_grad();
+    /// Restores momentum buffers saved by [`Sgd::state`]; unknown names are an error.
+    pub fn load_state(&mut self, state: Vec<(String, Tensor)>) -> anyhow::Result<()> {
+        for (name, tensor) in state {
+            let i = self
+                .params
+                .iter()
+                .position(|(n, _)| *n == name)
+                .ok_or_else(|| anyhow::anyhow!("checkpoint has momentum for unknown `{name}`"))?;
+            let device = self.params[i].1.device();
+            self.buffers[i] = Some(tensor.to_device(device));
         }
+        Ok(())
     }
+}
 
-    /// The trainable parameters, in a fixed order (for loss scaling, [`crate::mixed::GradScaler`]).
-    pub fn params(&self) -> Vec<Tensor> {
-        self.params.iter().map(|(_, p)| p.shallow_clone()).collect()
+impl Update for Sgd {
+    fn named_params(&mut self) -> &mut [(String, Tensor)] {
+        &mut self.params
     }
 
     /// Applies one update at learning rate `lr` from the gradients in place. Every operation works
     /// in place on the gradient, the buffer or the weight (`addcmul_` with a scalar tensor stands for
     /// PyTorch's `add_(x, alpha=a)`, which tch does not bind): no buffer the size of the network is
     /// allocated per step.
-    pub fn step(&mut self, lr: f64) {
+    fn step(&mut self, lr: f64) {
         let Some((_, first)) = self.params.first() else {
             return;
         };
@@ -85,29 +95,6 @@ impl Sgd {
                 let _ = p.addcmul_(&step, &minus_lr);
             }
         });
-    }
-
-    /// The momentum buffers by parameter name, for a checkpoint.
-    pub fn state(&self) -> Vec<(String, Tensor)> {
-        self.params
-            .iter()
-            .zip(&self.buffers)
-            .filter_map(|((name, _), b)| b.as_ref().map(|b| (name.clone(), b.shallow_clone())))
-            .collect()
-    }
-
-    /// Restores momentum buffers saved by [`Sgd::state`]; unknown names are an error.
-    pub fn load_state(&mut self, state: Vec<(String, Tensor)>) -> anyhow::Result<()> {
-        for (name, tensor) in state {
-            let i = self
-                .params
-                .iter()
-                .position(|(n, _)| *n == name)
-                .ok_or_else(|| anyhow::anyhow!("checkpoint has momentum for unknown `{name}`"))?;
-            let device = self.params[i].1.device();
-            self.buffers[i] = Some(tensor.to_device(device));
-        }
-        Ok(())
     }
 }
 
