@@ -272,17 +272,23 @@ mod tests {
     use super::*;
     use tch::Device;
 
+    /// A fresh two-class network of input `size` and `channels` on the CPU, with its var store.
+    fn network(size: i64, channels: i64) -> (nn::VarStore, GoogLeNet) {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let shape = NetShape {
+            input_size: size,
+            channels,
+            classes: 2,
+        };
+        let net = GoogLeNet::new(&vs.root(), shape);
+        (vs, net)
+    }
+
     /// The convolution weights live channels-last in the var store (what the optimizer updates and
     /// checkpoints save), and `channels_last` changes strides, never values.
     #[test]
     fn weights_and_inputs_are_channels_last() {
-        let vs = nn::VarStore::new(Device::Cpu);
-        let shape = NetShape {
-            input_size: 64,
-            channels: 3,
-            classes: 2,
-        };
-        let _net = GoogLeNet::new(&vs.root(), shape);
+        let (vs, _net) = network(64, 3);
         let convs: Vec<_> = vs
             .variables()
             .into_iter()
@@ -309,13 +315,7 @@ mod tests {
     /// fp32 on the fp32 weights, pointing the same way as fp32's.
     #[test]
     fn bf16_body_keeps_fp32_weights_and_gradients() {
-        let vs = nn::VarStore::new(Device::Cpu);
-        let shape = NetShape {
-            input_size: 64,
-            channels: 1,
-            classes: 2,
-        };
-        let mut net = GoogLeNet::new(&vs.root(), shape);
+        let (vs, mut net) = network(64, 1);
         net.set_normalization(&vec![127.0; 64 * 64], &[1.0 / 64.0]);
         let x = Tensor::rand([4, 1, 64, 64], (Kind::Float, Device::Cpu)) * 255.0;
         let variables = vs.variables();
@@ -390,13 +390,7 @@ mod tests {
     #[test]
     fn forward_gives_one_probability_pair_per_image_at_small_and_full_sizes() {
         for (size, channels) in [(64, 1), (96, 3), (224, 1)] {
-            let vs = nn::VarStore::new(Device::Cpu);
-            let shape = NetShape {
-                input_size: size,
-                channels,
-                classes: 2,
-            };
-            let net = GoogLeNet::new(&vs.root(), shape);
+            let (_vs, net) = network(size, channels);
             let x = Tensor::rand([2, channels, size, size], (Kind::Float, Device::Cpu)) * 255.0;
             let logits = tch::no_grad(|| net.logits(&x, false));
             let margins: Vec<f64> = (0..2)
