@@ -18,6 +18,7 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 use swipebot_core::preprocess::{Channels, Limits, Recipe};
 use swipebot_train::data::{self, Sample};
+use swipebot_train::googlenet::Norm;
 use swipebot_train::mixed::{self, TrainPrecision};
 use swipebot_train::model::{GoogLeNet, NetShape};
 use swipebot_train::optimizer::Update;
@@ -81,6 +82,8 @@ fn main() {
         input_size: size as i64,
         channels: 3,
         classes: 2,
+        // The original layout, as the PyTorch side has it.
+        norm: Norm::Lrn,
     };
     let mut net = GoogLeNet::new(&vs.root(), shape);
     net.set_normalization(&vec![127.0; 3 * size * size], &[1.0 / 64.0; 3]);

@@ -8,6 +8,7 @@ use clap::Parser;
 use swipebot_core::preprocess::{Channels, Recipe};
 
 use crate::calibrate::ThresholdPolicy;
+use crate::googlenet::Norm;
 use crate::mixed::PrecisionChoice;
 use crate::precision::Int8Settings;
 use crate::profiles::ProfileSizes;
@@ -129,6 +130,11 @@ pub struct Args {
     /// (default: 5, 0 with `--recipe original`).
     #[arg(long)]
     pub patience: Option<usize>,
+    /// How the network normalises its activations: `batch` (batch normalisation after every
+    /// convolution, folded into the convolutions on export; the default) or `lrn` (the original's
+    /// local response normalisation). With --init, the model's own layout is kept.
+    #[arg(long, value_enum)]
+    pub norm: Option<Norm>,
     /// Photos of a simulated validation profile, for the threshold of the daemon's any-photo rule.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=ProfileSizes::MAX_PHOTOS as i64))]
     pub photos_per_profile: u32,
@@ -308,6 +314,12 @@ impl Args {
         self.patience.unwrap_or(self.recipe.defaults().patience)
     }
 
+    /// The network's normalisation layout: `--norm`, else the recipe's (`--init` models bring
+    /// their own: [`crate::init::norm_of`]).
+    pub fn norm(&self) -> Norm {
+        self.norm.unwrap_or(self.recipe.defaults().norm)
+    }
+
     /// The hyper-parameters of the loop; `train_labels` (the training split's classes) weigh the
     /// loss when `--class-weights` is given.
     pub fn hyper(&self, train_labels: &[usize]) -> Hyper {
@@ -322,6 +334,7 @@ impl Args {
             augment: self.augment(),
             label_smoothing: self.label_smoothing(),
             patience: self.patience(),
+            best_by: self.recipe.defaults().best_by,
             seed: self.seed,
             class_weights: self
                 .class_weights
@@ -383,6 +396,9 @@ mod tests {
             (Augment::Photo, 0.1, 5, 0.001)
         );
         assert_eq!(d.optimizer, OptimizerKind::Adam);
+        assert_eq!(parse(&[]).norm(), Norm::Batch);
+        assert_eq!(parse(&["--recipe", "original"]).norm(), Norm::Lrn);
+        assert_eq!(parse(&["--norm", "lrn"]).norm(), Norm::Lrn);
         let sgd = parse(&["--optimizer", "sgd"]).hyper(&[]);
         assert_eq!((sgd.optimizer, sgd.base_lr), (OptimizerKind::Sgd, 0.01));
         assert_eq!(parse(&[]).threshold_policy(), ThresholdPolicy::MaxProfileLikeF1);

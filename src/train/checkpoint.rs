@@ -16,6 +16,7 @@ use tch::nn::VarStore;
 use tch::Tensor;
 
 use crate::optimizer::Optimizer;
+use crate::recipe::BestBy;
 use crate::settings::RunSettings;
 use crate::training::EpochReport;
 
@@ -44,10 +45,14 @@ pub struct Best {
 }
 
 impl Best {
-    /// True when `report` beats this epoch (higher validation accuracy, then lower loss).
-    pub fn beaten_by(&self, report: &EpochReport) -> bool {
-        report.val.accuracy > self.val_accuracy
-            || (report.val.accuracy == self.val_accuracy && report.val.loss < self.val_loss)
+    /// True when `report` beats this epoch by `by`: a lower validation loss (ties: a higher
+    /// accuracy), or a higher validation accuracy (ties: a lower loss).
+    pub fn beaten_by(&self, report: &EpochReport, by: BestBy) -> bool {
+        let (loss, accuracy) = (report.val.loss, report.val.accuracy);
+        match by {
+            BestBy::Loss => loss < self.val_loss || (loss == self.val_loss && accuracy > self.val_accuracy),
+            BestBy::Accuracy => accuracy > self.val_accuracy || (accuracy == self.val_accuracy && loss < self.val_loss),
+        }
     }
 }
 
@@ -214,6 +219,34 @@ mod tests {
         argv.extend(extra);
         let args = crate::Args::parse_from(argv);
         RunSettings::new(&args, &args.recipe(), "00ff")
+    }
+
+    /// The default recipe keeps the epoch of lowest validation loss, the original the one of highest
+    /// accuracy; each breaks a tie with the other figure.
+    #[test]
+    fn the_best_epoch_is_picked_by_the_recipe_s_figure() {
+        let best = Best {
+            epoch: 7,
+            val_accuracy: 0.836,
+            val_loss: 0.41,
+        };
+        let report = |accuracy: f64, loss: f64| EpochReport {
+            epoch: 15,
+            train: crate::training::Metrics {
+                loss: 0.4,
+                accuracy: 0.87,
+            },
+            val: crate::training::Metrics { loss, accuracy },
+            lr: 0.0,
+            images_per_second: 1.0,
+            seconds: 1.0,
+        };
+        let later = report(0.831, 0.37);
+        assert!(best.beaten_by(&later, BestBy::Loss));
+        assert!(!best.beaten_by(&later, BestBy::Accuracy));
+        assert!(best.beaten_by(&report(0.84, 0.41), BestBy::Loss));
+        assert!(!best.beaten_by(&report(0.83, 0.41), BestBy::Loss));
+        assert!(best.beaten_by(&report(0.836, 0.40), BestBy::Accuracy));
     }
 
     /// `--resume` continues a checkpoint made with the same settings and refuses one made with

@@ -17,7 +17,7 @@ use protobuf::{EnumOrUnknown, MessageField};
 use tch::nn::VarStore;
 use tch::Tensor;
 
-use crate::googlenet::{Conv, Layer, MaxPool, Step, LAYERS, LRN};
+use crate::googlenet::{Conv, Layer, MaxPool, Norm, Step, BATCH_NORM_EPS, LAYERS, LRN};
 use crate::model::{NetShape, MEAN, SCALE};
 use swipebot_core::model_info::{keys, ModelInfo, Precision, INPUT_NAME, OUTPUT_NAME};
 
@@ -31,6 +31,8 @@ struct GraphBuilder {
     /// The var store's tensors not yet written; each is taken once, and any left over at the end
     /// means the module has a parameter the graph does not use.
     weights: HashMap<String, Tensor>,
+    /// The network's layout: whether convolutions carry a batch normalisation to fold.
+    norm: Norm,
     /// The graph being written.
     graph: GraphProto,
     /// Nodes written so far, for unique output names.
@@ -105,12 +107,21 @@ fn tensor_value(name: &str, dims: &[Option<i64>]) -> ValueInfoProto {
 }
 
 impl GraphBuilder {
+    /// Takes the var-store tensor `name` out of the ones left to write.
+    fn take(&mut self, name: &str) -> anyhow::Result<Tensor> {
+        self.weights
+            .remove(name)
+            .with_context(|| format!("the network has no parameter `{name}`"))
+    }
+
     /// Moves the var-store tensor `name` into the graph as an initializer and returns its name.
     fn initializer(&mut self, name: &str) -> anyhow::Result<String> {
-        let tensor = self
-            .weights
-            .remove(name)
-            .with_context(|| format!("the network has no parameter `{name}`"))?;
+        let tensor = self.take(name)?;
+        self.push(name, &tensor)
+    }
+
+    /// Writes `tensor` into the graph as the initializer `name` (fp32) and returns its name.
+    fn push(&mut self, name: &str, tensor: &Tensor) -> anyhow::Result<String> {
         let dims = tensor.size();
         let data = Vec::<f32>::try_from(
             tensor
@@ -144,10 +155,37 @@ impl GraphBuilder {
         output
     }
 
+    /// The weights and bias of convolution `name` as initializers `<name>.weight` and `<name>.bias`:
+    /// the var store's own, or in the [`Norm::Batch`] layout the convolution with its normalisation
+    /// folded in. In evaluation the normalisation is `(y - mean) * gamma / sqrt(var + eps) + beta`
+    /// for each output channel, an affine map of the convolution's output: the weights of channel
+    /// `o` are multiplied by `gamma / sqrt(var + eps)` and the bias is `beta - mean * that`. Computed
+    /// in f64, so the folded graph matches the module to float rounding.
+    fn conv_parameters(&mut self, name: &str) -> anyhow::Result<(String, String)> {
+        let weight = format!("{name}.weight");
+        let bias = format!("{name}.bias");
+        if self.norm != Norm::Batch {
+            return Ok((self.initializer(&weight)?, self.initializer(&bias)?));
+        }
+        let mut part = |p: &str| -> anyhow::Result<Tensor> {
+            Ok(self
+                .take(&format!("{name}.{p}"))?
+                .to_device(tch::Device::Cpu)
+                .to_kind(tch::Kind::Double))
+        };
+        let (w, gamma, beta) = (part("weight")?, part("bn.weight")?, part("bn.bias")?);
+        let (mean, var) = (part("bn.running_mean")?, part("bn.running_var")?);
+        let (w, b) = tch::no_grad(|| {
+            let factor = gamma / (var + BATCH_NORM_EPS).sqrt();
+            let b = beta - mean * &factor;
+            (w * factor.view([-1, 1, 1, 1]), b)
+        });
+        Ok((self.push(&weight, &w)?, self.push(&bias, &b)?))
+    }
+
     /// The convolution `spec` with bias, then ReLU; its parameters are `<name>.weight` and `<name>.bias`.
     fn conv_relu(&mut self, x: &str, name: &str, spec: &Conv) -> anyhow::Result<String> {
-        let w = self.initializer(&format!("{name}.weight"))?;
-        let b = self.initializer(&format!("{name}.bias"))?;
+        let (w, b) = self.conv_parameters(name)?;
         let attrs = vec![
             ints("kernel_shape", &[spec.kernel, spec.kernel]),
             ints("strides", &[spec.stride, spec.stride]),
@@ -196,6 +234,7 @@ pub fn build_model(vs: &VarStore, shape: NetShape, info: &ModelInfo) -> anyhow::
     }
     let mut b = GraphBuilder {
         weights: vs.variables(),
+        norm: shape.norm,
         graph: GraphProto {
             name: "swipebot-googlenet".into(),
             ..Default::default()
@@ -210,6 +249,7 @@ pub fn build_model(vs: &VarStore, shape: NetShape, info: &ModelInfo) -> anyhow::
         x = match *layer {
             Layer::Conv(spec) => b.conv_relu(&x, spec.name, &spec)?,
             Layer::MaxPool(pool) => b.max_pool(&x, &pool),
+            Layer::Lrn if !shape.norm.has_lrn() => x,
             Layer::Lrn => {
                 let attrs = vec![
                     int("size", LRN.size),

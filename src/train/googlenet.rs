@@ -139,6 +139,47 @@ impl Inception {
     }
 }
 
+/// How the network keeps its activations in range (`--norm`): the one choice of layout that
+/// training makes. Every choice exports to the same kind of graph (convolutions with bias and ReLU),
+/// so the daemon never needs to know it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Norm {
+    /// Local response normalisation after the first two convolution stages ([`LRN`]): the original.
+    Lrn,
+    /// Batch normalisation after every convolution, which then has no bias of its own: each layer
+    /// learns at the same pace from the first step, so this deep net learns a few thousand photos in
+    /// a few epochs (README, quality). No LRN. The export folds each normalisation into its
+    /// convolution's weights and bias.
+    Batch,
+    /// Neither: convolutions with bias and ReLU only, the graph a batch-normalised network exports
+    /// to, so that `--init` can fine-tune such a model as it is.
+    None,
+}
+
+impl Norm {
+    /// Whether the layer list's [`Layer::Lrn`] steps are part of this layout.
+    pub fn has_lrn(self) -> bool {
+        self == Norm::Lrn
+    }
+}
+
+impl std::fmt::Display for Norm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Norm::Lrn => "lrn",
+            Norm::Batch => "batch",
+            Norm::None => "none",
+        })
+    }
+}
+
+/// Batch normalisation's epsilon (as in torchvision's GoogLeNet), added to each channel's variance.
+pub const BATCH_NORM_EPS: f64 = 1e-3;
+/// Batch normalisation's momentum: the weight of each batch in the running mean and variance that
+/// evaluation and the export use.
+pub const BATCH_NORM_MOMENTUM: f64 = 0.1;
+
 /// One step of the network, in order.
 #[derive(Debug, Clone, Copy)]
 pub enum Layer {
@@ -146,7 +187,7 @@ pub enum Layer {
     Conv(Conv),
     /// Max pooling.
     MaxPool(MaxPool),
-    /// Local response normalisation across channels ([`LRN`]).
+    /// Local response normalisation across channels ([`LRN`]), in the [`Norm::Lrn`] layout only.
     Lrn,
     /// An inception module.
     Inception {

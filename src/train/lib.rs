@@ -110,11 +110,17 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     let loaded = load(&args, &recipe, threads)?;
     let (train, val) = split(&args, &loaded.dataset)?;
 
-    // The network, normalised on the training split, and the state the run starts from.
+    // The network, normalised on the training split, and the state the run starts from. A model
+    // to fine-tune brings its own layout.
+    let norm = match &args.init {
+        Some(path) => init::norm_of(path, args.norm)?,
+        None => args.norm(),
+    };
     let shape = NetShape {
         input_size: i64::from(args.input_size),
         channels: recipe.channels.count() as i64,
         classes: CLASSES.len() as i64,
+        norm,
     };
     let mut vs = VarStore::new(device);
     let mut net = GoogLeNet::new(&vs.root(), shape);
@@ -138,7 +144,10 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     let hyper = args.hyper(&train_labels);
     let mut sgd = Optimizer::new(hyper.optimizer, &vs, hyper.momentum, hyper.weight_decay);
     let ckpt = Checkpoint::for_model(&args.out);
-    let settings = RunSettings::new(&args, &recipe, &loaded.fingerprint);
+    let settings = RunSettings {
+        norm,
+        ..RunSettings::new(&args, &recipe, &loaded.fingerprint)
+    };
     let mut state = start(&args, &ckpt, settings, &mut vs, &mut sgd)?;
 
     let precision = mixed::resolve(args.precision_train, device);
@@ -149,7 +158,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         }
         eprintln!(
             "training on {} images, validating on {} ({device:?}, {threads} threads, input {}x{}, batch {}, recipe {}, \
-             {} steps ({}))",
+             norm {norm}, {} steps ({}))",
             train.len(),
             val.len(),
             args.input_size,

@@ -7,9 +7,9 @@
 use tch::nn::{self, Module};
 use tch::{Kind, Tensor};
 
-use crate::googlenet::{self, Conv, Layer, Lrn, MaxPool, Step, LAYERS};
+use crate::googlenet::{self, Conv, Layer, Lrn, MaxPool, Norm, Step, LAYERS};
 
-/// The shape of a network: input side, channels and number of classes.
+/// The shape of a network: input side, channels, number of classes and its normalisation layout.
 #[derive(Debug, Clone, Copy)]
 pub struct NetShape {
     /// Side of the square input (224 by default; 64 or 96 for quick CPU runs).
@@ -18,6 +18,8 @@ pub struct NetShape {
     pub channels: i64,
     /// Output classes (2: nope, like).
     pub classes: i64,
+    /// LRN, batch normalisation or neither ([`Norm`]): which parameters and steps the network has.
+    pub norm: Norm,
 }
 
 /// Name of the mean image in the var store: `[1, C, S, S]`.
@@ -27,8 +29,9 @@ pub const SCALE: &str = "normalize.scale";
 
 /// One built step of the network: a [`Layer`] (or an inception branch's [`Step`]) with its parameters.
 enum Block {
-    /// Convolution and ReLU: the parameters and the kernel's stride and padding.
-    Conv(nn::Conv2D, Conv),
+    /// Convolution, batch normalisation in the [`Norm::Batch`] layout, and ReLU: the parameters and
+    /// the kernel's stride and padding (the normalisation boxed: it is most of the variant's size).
+    Conv(nn::Conv2D, Option<Box<nn::BatchNorm>>, Conv),
     /// Max pooling.
     MaxPool(MaxPool),
     /// Local response normalisation ([`googlenet::LRN`]).
@@ -49,20 +52,35 @@ impl Block {
     /// end (pooling to features, dropout, the classifier) in fp32.
     fn forward(&self, x: &Tensor, train: bool, compute: Kind) -> Tensor {
         match self {
-            Block::Conv(c, spec) => {
-                // The ReLU overwrites the convolution's output: the convolution's backward pass needs
-                // its input and weights, never its output, so one buffer a layer is saved.
+            Block::Conv(c, bn, spec) => {
                 let ws = c.ws.to_kind(compute);
                 let bs = c.bs.as_ref().map(|b| b.to_kind(compute));
-                x.conv2d(
+                let y = x.conv2d(
                     &ws,
                     bs.as_ref(),
                     [spec.stride, spec.stride],
                     [spec.pad, spec.pad],
                     [1, 1],
                     1,
-                )
-                .relu_()
+                );
+                // libtorch normalises a bf16 or fp16 input with fp32 parameters and running
+                // statistics, so those stay fp32 and are updated in place.
+                let mut y = match bn {
+                    Some(bn) => y.batch_norm(
+                        bn.ws.as_ref(),
+                        bn.bs.as_ref(),
+                        Some(&bn.running_mean),
+                        Some(&bn.running_var),
+                        train,
+                        googlenet::BATCH_NORM_MOMENTUM,
+                        googlenet::BATCH_NORM_EPS,
+                        true,
+                    ),
+                    None => y,
+                };
+                // The ReLU overwrites its input: neither the convolution's nor the normalisation's
+                // backward pass needs its own output, so one buffer a layer is saved.
+                y.relu_()
             }
             Block::MaxPool(p) => x.max_pool2d(
                 [p.kernel, p.kernel],
@@ -114,19 +132,32 @@ fn xavier(fan_in: i64) -> nn::Init {
 /// The original's convolution bias: the constant 0.2, which keeps the ReLUs alive at the start.
 const CONV_BIAS: nn::Init = nn::Init::Const(0.2);
 
-/// The convolution `spec` on `input` channels, its parameters under `path`, weights channels-last.
-fn conv(path: nn::Path, input: i64, spec: &Conv) -> nn::Conv2D {
+/// The convolution `spec` on `input` channels, its parameters under `path`, weights channels-last;
+/// in the [`Norm::Batch`] layout without a bias and followed by a batch normalisation (under
+/// `path / "bn"`: scale 1, shift 0, running mean 0 and variance 1 to start).
+fn conv(path: nn::Path, input: i64, spec: &Conv, norm: Norm) -> Block {
+    let batch = norm == Norm::Batch;
     let config = nn::ConvConfig {
         stride: spec.stride,
         padding: spec.pad,
         ws_init: xavier(input * spec.kernel * spec.kernel),
         bs_init: CONV_BIAS,
+        // A bias before batch normalisation is subtracted again with the batch's mean.
+        bias: !batch,
         ..Default::default()
     };
-    let mut c = nn::conv2d(path, input, spec.out, spec.kernel, config);
+    let mut c = nn::conv2d(&path, input, spec.out, spec.kernel, config);
     // The variable keeps its identity (the var store and the optimizer share it); only its layout changes.
     tch::no_grad(|| c.ws.set_data(&channels_last(&c.ws)));
-    c
+    let bn = batch.then(|| {
+        let config = nn::BatchNormConfig {
+            eps: googlenet::BATCH_NORM_EPS,
+            momentum: googlenet::BATCH_NORM_MOMENTUM,
+            ..Default::default()
+        };
+        Box::new(nn::batch_norm2d(&path / "bn", spec.out, config))
+    });
+    Block::Conv(c, bn, *spec)
 }
 
 /// The same `[N, C, H, W]` tensor with channels-last (NHWC) strides. libtorch's convolutions (oneDNN
@@ -137,14 +168,14 @@ pub fn channels_last(x: &Tensor) -> Tensor {
     x.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2])
 }
 
-/// Builds one inception branch on `input` channels, its parameters under `module`.
-fn branch(module: &nn::Path, input: i64, steps: &[Step]) -> Vec<Block> {
+/// Builds one inception branch on `input` channels in layout `norm`, its parameters under `module`.
+fn branch(module: &nn::Path, input: i64, steps: &[Step], norm: Norm) -> Vec<Block> {
     let mut channels = input;
     steps
         .iter()
         .map(|step| {
             let block = match step {
-                Step::Conv(spec) => Block::Conv(conv(module / spec.name, channels, spec), *spec),
+                Step::Conv(spec) => conv(module / spec.name, channels, spec, norm),
                 Step::MaxPool(pool) => Block::MaxPool(*pool),
             };
             channels = step.out_channels(channels);
@@ -162,18 +193,19 @@ impl GoogLeNet {
         for layer in LAYERS {
             blocks.push(match *layer {
                 Layer::Conv(spec) => {
-                    let c = conv(root / spec.name, channels, &spec);
+                    let block = conv(root / spec.name, channels, &spec, shape.norm);
                     channels = spec.out;
-                    Block::Conv(c, spec)
+                    block
                 }
                 Layer::MaxPool(pool) => Block::MaxPool(pool),
-                Layer::Lrn => Block::Lrn,
+                Layer::Lrn if shape.norm.has_lrn() => Block::Lrn,
+                Layer::Lrn => continue,
                 Layer::Inception { name, spec } => {
                     let module = root / name;
                     let branches = spec
                         .branches()
                         .iter()
-                        .map(|steps| branch(&module, channels, steps))
+                        .map(|steps| branch(&module, channels, steps, shape.norm))
                         .collect();
                     channels = spec.out_channels(channels);
                     Block::Inception(branches)
@@ -222,7 +254,9 @@ impl GoogLeNet {
     }
 
     /// Logits for a batch of raw pixels `[N, C, S, S]` in 0..=255, computed in fp32 as the exported
-    /// graph computes them; `train` enables dropout.
+    /// graph computes them; `train` enables dropout and, in the [`Norm::Batch`] layout, normalises
+    /// with the batch's own statistics and moves the running ones towards them (evaluation uses the
+    /// running statistics, as the export does).
     pub fn logits(&self, pixels: &Tensor, train: bool) -> Tensor {
         self.logits_in(pixels, train, Kind::Float)
     }
@@ -272,13 +306,20 @@ mod tests {
     use super::*;
     use tch::Device;
 
-    /// A fresh two-class network of input `size` and `channels` on the CPU, with its var store.
+    /// A fresh two-class network of input `size` and `channels` on the CPU, in the LRN layout, with
+    /// its var store.
     fn network(size: i64, channels: i64) -> (nn::VarStore, GoogLeNet) {
+        network_with(size, channels, Norm::Lrn)
+    }
+
+    /// The same in layout `norm`.
+    fn network_with(size: i64, channels: i64, norm: Norm) -> (nn::VarStore, GoogLeNet) {
         let vs = nn::VarStore::new(Device::Cpu);
         let shape = NetShape {
             input_size: size,
             channels,
             classes: 2,
+            norm,
         };
         let net = GoogLeNet::new(&vs.root(), shape);
         (vs, net)
@@ -354,6 +395,38 @@ mod tests {
                 "bf16 and fp32 gradients of {name} have cosine {cosine}"
             );
         }
+    }
+
+    /// The batch-normalised layout: convolutions without bias, a normalisation after each (its scale
+    /// and shift trained, its running statistics not), no LRN. A bf16 training step normalises with
+    /// the batch's statistics, moves the fp32 running ones and brings fp32 gradients to the scales;
+    /// evaluation uses the running statistics, so it is the same for any batch an image is in.
+    #[test]
+    fn batch_layout_trains_on_batch_statistics_and_evaluates_on_running_ones() {
+        let (vs, mut net) = network_with(32, 1, Norm::Batch);
+        net.set_normalization(&vec![127.0; 32 * 32], &[1.0 / 64.0]);
+        let v = vs.variables();
+        assert!(!v.contains_key("conv1.bias") && v.contains_key("inception_5b.b3.bn.weight"));
+        assert!(v["conv1.bn.weight"].requires_grad() && !v["conv1.bn.running_mean"].requires_grad());
+        assert!(!net.blocks.iter().any(|b| matches!(b, Block::Lrn)));
+        assert!(network(32, 1).1.blocks.iter().any(|b| matches!(b, Block::Lrn)));
+
+        let x = Tensor::rand([6, 1, 32, 32], (Kind::Float, Device::Cpu)) * 255.0;
+        let logits = net.logits_in(&x, true, Kind::BFloat16);
+        (logits.select(1, 1) - logits.select(1, 0)).sum(Kind::Float).backward();
+        let (mean, scale) = (&v["conv1.bn.running_mean"], &v["conv1.bn.weight"]);
+        assert_eq!((mean.kind(), scale.grad().kind()), (Kind::Float, Kind::Float));
+        assert!(
+            mean.abs().sum(Kind::Float).double_value(&[]) > 0.0,
+            "running mean moved"
+        );
+        assert!(scale.grad().abs().sum(Kind::Float).double_value(&[]) > 0.0);
+
+        let alone = net.logits(&x.narrow(0, 0, 1), false);
+        let in_batch = net.logits(&x, false).narrow(0, 0, 1);
+        assert!(alone.allclose(&in_batch, 1e-4, 1e-4, false), "{alone} vs {in_batch}");
+        let trained_alone = net.logits(&x.narrow(0, 0, 2), true).narrow(0, 0, 1);
+        assert!(!trained_alone.allclose(&in_batch, 1e-4, 1e-4, false));
     }
 
     #[test]

@@ -13,14 +13,17 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::googlenet::Norm;
+
 /// Which recipe a run follows (`--recipe`); the flags of its parts override it one by one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum RecipeName {
-    /// AdamW, warm-up and cosine, photo augmentation, label smoothing 0.1, early stopping (patience 5).
+    /// Batch normalisation, AdamW, warm-up and cosine, photo augmentation, label smoothing 0.1,
+    /// early stopping (patience 5).
     Default,
-    /// The classic experiment: SGD with a step-down schedule, random crop and mirror, hard targets,
-    /// every epoch.
+    /// The classic experiment: LRN, SGD with a step-down schedule, random crop and mirror, hard
+    /// targets, every epoch.
     Original,
 }
 
@@ -69,6 +72,18 @@ impl std::fmt::Display for OptimizerKind {
             OptimizerKind::Adam => "adam",
         })
     }
+}
+
+/// Which validation figure picks the epoch whose weights are exported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BestBy {
+    /// The lowest validation loss (ties: the higher accuracy): what early stopping watches, and a
+    /// steadier figure than an accuracy on a few hundred photos, which moves by whole photos near
+    /// the threshold and can pick an early epoch whose ranking of the photos is worse.
+    Loss,
+    /// The highest validation accuracy (ties: the lower loss), as the original picked it.
+    Accuracy,
 }
 
 /// The learning-rate schedule over the run's iterations (`--schedule`).
@@ -141,6 +156,10 @@ pub struct RecipeDefaults {
     pub label_smoothing: f64,
     /// Epochs without a lower validation loss before stopping (`--patience`); 0 never stops early.
     pub patience: usize,
+    /// The network's normalisation layout (`--norm`).
+    pub norm: Norm,
+    /// Which validation figure picks the exported epoch.
+    pub best_by: BestBy,
 }
 
 impl RecipeName {
@@ -153,6 +172,8 @@ impl RecipeName {
                 augment: Augment::Photo,
                 label_smoothing: 0.1,
                 patience: 5,
+                norm: Norm::Batch,
+                best_by: BestBy::Loss,
             },
             RecipeName::Original => RecipeDefaults {
                 optimizer: OptimizerKind::Sgd,
@@ -160,6 +181,8 @@ impl RecipeName {
                 augment: Augment::CropMirror,
                 label_smoothing: 0.0,
                 patience: 0,
+                norm: Norm::Lrn,
+                best_by: BestBy::Accuracy,
             },
         }
     }

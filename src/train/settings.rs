@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use swipebot_core::preprocess::Recipe;
 
 use crate::args::Args;
+use crate::googlenet::Norm;
 use crate::recipe::{Augment, OptimizerKind, RecipeName, Schedule};
 
 /// Everything a checkpoint must share with a `--resume`.
@@ -69,6 +70,9 @@ pub struct RunSettings {
     /// The early-stopping patience (`--patience`, else the recipe's).
     #[serde(default)]
     pub patience: usize,
+    /// The network's normalisation layout (`--norm`, else the recipe's; with `--init`, the model's).
+    #[serde(default = "original::norm")]
+    pub norm: Norm,
 }
 
 /// What a checkpoint written before `--recipe` existed was trained with: the original recipe.
@@ -98,6 +102,11 @@ mod original {
     /// Its augmentation.
     pub fn augment() -> Augment {
         Augment::CropMirror
+    }
+
+    /// Its layout: every checkpoint written before `--norm` existed had LRN.
+    pub fn norm() -> super::Norm {
+        super::Norm::Lrn
     }
 }
 
@@ -165,6 +174,7 @@ impl RunSettings {
             augment: args.augment(),
             label_smoothing: args.label_smoothing(),
             patience: args.patience(),
+            norm: args.norm(),
         }
     }
 
@@ -195,6 +205,7 @@ impl RunSettings {
                 augment,
                 label_smoothing,
                 patience,
+                norm,
             ]
         )
     }
@@ -285,6 +296,7 @@ mod tests {
                 "label_smoothing",
                 "lr",
                 "momentum",
+                "norm",
                 "optimizer",
                 "patience",
                 "recipe",
@@ -308,6 +320,7 @@ mod tests {
             "augment",
             "label_smoothing",
             "patience",
+            "norm",
         ] {
             old.as_object_mut().unwrap().remove(key);
         }

@@ -50,6 +50,8 @@ pub struct Hyper {
     pub label_smoothing: f64,
     /// Stop after this many epochs without a lower validation loss (0: run every epoch).
     pub patience: usize,
+    /// Which validation figure picks the exported epoch.
+    pub best_by: recipe::BestBy,
     /// Seed for data order, crops, mirrors and dropout.
     pub seed: u64,
     /// Loss weight of each class (in [`CLASSES`] order); `None` weighs every image the same.
@@ -413,7 +415,7 @@ impl Fit<'_> {
                 images_per_second: partial.seen as f64 / partial.seconds.max(1e-9),
                 seconds: partial.seconds,
             };
-            let improved = state.best.is_none_or(|b| b.beaten_by(&report));
+            let improved = state.best.is_none_or(|b| b.beaten_by(&report, hyper.best_by));
             if improved {
                 let snap = checkpoint::snapshot(vs);
                 ckpt.save_best(&snap)?;

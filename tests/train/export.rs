@@ -6,6 +6,7 @@ use swipebot::vision::scorer::{Scorer, ScorerOptions};
 use swipebot_core::model_info::{ModelInfo, CLASSES};
 use swipebot_core::preprocess::{Channels, Recipe};
 use swipebot_train::export;
+use swipebot_train::googlenet::Norm;
 use swipebot_train::model::{GoogLeNet, NetShape};
 use tch::{nn, Device, Kind, Tensor};
 
@@ -23,27 +24,43 @@ fn info(size: u32, channels: Channels, temperature: f32) -> ModelInfo {
     }
 }
 
-/// A network with a non-trivial normalisation, so the export of mean and scale is exercised.
-fn network(size: i64, channels: i64) -> (nn::VarStore, GoogLeNet, NetShape) {
+/// A network in layout `norm` with a non-trivial input normalisation, so the export of mean and
+/// scale is exercised; batch normalisations get running statistics from a few training passes and
+/// scales and shifts away from 1 and 0, so their folding into the convolutions is exercised.
+fn network(size: i64, channels: i64, norm: Norm) -> (nn::VarStore, GoogLeNet, NetShape) {
     tch::manual_seed(3);
     let vs = nn::VarStore::new(Device::Cpu);
     let shape = NetShape {
         input_size: size,
         channels,
         classes: 2,
+        norm,
     };
     let mut net = GoogLeNet::new(&vs.root(), shape);
     let n = (channels * size * size) as usize;
     let mean: Vec<f32> = (0..n).map(|i| 100.0 + (i % 37) as f32).collect();
     let scale: Vec<f32> = (0..channels).map(|c| 0.01 + 0.005 * c as f32).collect();
     net.set_normalization(&mean, &scale);
+    if norm == Norm::Batch {
+        let x = Tensor::rand([8, channels, size, size], (Kind::Float, Device::Cpu)) * 255.0;
+        for _ in 0..3 {
+            let _ = tch::no_grad(|| net.logits(&x, true));
+        }
+        tch::no_grad(|| {
+            for (name, mut t) in vs.variables() {
+                if name.ends_with("bn.weight") || name.ends_with("bn.bias") {
+                    let _ = t.uniform_(0.5, 1.5);
+                }
+            }
+        });
+    }
     (vs, net, shape)
 }
 
 #[test]
 fn exported_model_passes_the_official_onnx_checker() {
     let dir = tempfile::tempdir().unwrap();
-    let (vs, _net, shape) = network(64, 1);
+    let (vs, _net, shape) = network(64, 1, Norm::Batch);
     let path = dir.path().join("m.onnx");
     export::export(&vs, shape, &info(64, Channels::Gray, 1.0), &path).unwrap();
     let script = "import sys, onnx\n\
@@ -52,6 +69,8 @@ fn exported_model_passes_the_official_onnx_checker() {
                   props = {p.key: p.value for p in m.metadata_props}\n\
                   assert props['swipebot.classes'] == 'nope,like', props\n\
                   assert max(o.version for o in m.opset_import if o.domain in ('', 'ai.onnx')) >= 17\n\
+                  ops = {n.op_type for n in m.graph.node}\n\
+                  assert 'LRN' not in ops and 'BatchNormalization' not in ops, ops\n\
                   print('ok', len(m.graph.node))";
     let out = Command::new(common::paths::python())
         .args(["-c", script, path.to_str().unwrap()])
@@ -68,10 +87,15 @@ fn exported_model_passes_the_official_onnx_checker() {
 
 #[test]
 fn onnx_runtime_gives_the_same_probabilities_as_libtorch() {
-    for (size, channels) in [(64i64, Channels::Gray), (96, Channels::Rgb)] {
+    for (size, channels, norm) in [
+        (64i64, Channels::Gray, Norm::Lrn),
+        (96, Channels::Rgb, Norm::Lrn),
+        (64, Channels::Gray, Norm::Batch),
+        (96, Channels::Rgb, Norm::Batch),
+    ] {
         let dir = tempfile::tempdir().unwrap();
         let c = channels.count() as i64;
-        let (vs, net, shape) = network(size, c);
+        let (vs, net, shape) = network(size, c, norm);
         // A low temperature spreads the probabilities away from 0.5, so any difference in the
         // logits shows in the comparison.
         let temperature = 0.02f32;
@@ -96,7 +120,7 @@ fn onnx_runtime_gives_the_same_probabilities_as_libtorch() {
             .fold(0f32, f32::max);
         assert!(
             worst <= 1e-4,
-            "ONNX differs from libtorch by {worst} at {size}x{size}x{c}: {got:?} vs {expected:?}"
+            "ONNX differs from libtorch by {worst} at {size}x{size}x{c}, {norm}: {got:?} vs {expected:?}"
         );
         assert_eq!(scorer.info().temperature, temperature);
         assert_eq!(scorer.info().threshold, 0.37);

@@ -10,6 +10,7 @@ use swipebot::vision::scorer::{Scorer, ScorerOptions};
 use swipebot_core::model_info::{ModelInfo, CLASSES};
 use swipebot_core::preprocess::{Channels, Recipe};
 use swipebot_train::data::Sample;
+use swipebot_train::googlenet::Norm;
 use swipebot_train::interpret::Interpreter;
 use swipebot_train::model::{GoogLeNet, NetShape};
 use swipebot_train::precision::{self, Int8Settings};
@@ -116,6 +117,7 @@ fn the_int8_graph_is_valid_onnx_and_onnx_runtime_agrees_with_the_gate() {
         input_size: 64,
         channels: 1,
         classes: 2,
+        norm: Norm::Lrn,
     };
     let mut net = GoogLeNet::new(&vs.root(), shape);
     net.set_normalization(&vec![120.0; 64 * 64], &[0.01]);

@@ -12,6 +12,7 @@ use swipebot::vision::scorer::{Scorer, ScorerOptions};
 use swipebot_core::model_info::CLASSES;
 use swipebot_core::preprocess::{self, Channels, Limits, Recipe};
 use swipebot_train::checkpoint::{self, Checkpoint};
+use swipebot_train::googlenet::Norm;
 use swipebot_train::model::{GoogLeNet, NetShape};
 use swipebot_train::outputs::Outputs;
 use tch::{nn, Device, Tensor};
@@ -145,6 +146,8 @@ fn trains_to_high_accuracy_and_exports_a_calibrated_model_with_its_threshold() {
         input_size: 64,
         channels: 1,
         classes: 2,
+        // The default recipe's layout: the export folded each batch normalisation into its convolution.
+        norm: Norm::Batch,
     };
     let net = GoogLeNet::new(&vs.root(), shape);
     let best_weights = Checkpoint::for_model(&model).load_best().unwrap().unwrap();
