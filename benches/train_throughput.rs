@@ -1,8 +1,9 @@
 //! Training throughput of the GoogLeNet in Rust (tch) against PyTorch in Python, side by side: the
 //! same libtorch build (the `torch` wheel), network, input size, batch, thread count, loss and
 //! optimizer, in fp32 and in mixed precision (bf16 against PyTorch's CPU autocast, when the CPU
-//! computes bf16 natively). Also the data pipeline's own rates: decoding into the cache and
-//! assembling batches.
+//! computes bf16 natively); both sides in the original's LRN layout, and the Rust step also in the
+//! default recipe's batch-normalised one (`--norm batch`). Also the data pipeline's own rates:
+//! decoding into the cache and assembling batches.
 //!
 //! `cargo bench -p swipebot-train --bench train_throughput [-- SIZE [ITERS [BATCH]]]`
 //! (defaults 112, 10, 32). Not a timed test: it prints figures for the README.
@@ -75,22 +76,22 @@ fn main() {
     let assemble = assembled as f64 / t.elapsed().as_secs_f64();
     println!("data pipeline: decode+resize {decode:.0} images/s ({threads} threads), batch assembly from the cache {assemble:.0} images/s (one thread)");
 
-    // Rust: the training step `train` runs (batches come from another thread, so they cost nothing here).
-    tch::manual_seed(0);
-    let vs = nn::VarStore::new(Device::Cpu);
-    let shape = NetShape {
-        input_size: size as i64,
-        channels: 3,
-        classes: 2,
-        // The original layout, as the PyTorch side has it.
-        norm: Norm::Lrn,
-    };
-    let mut net = GoogLeNet::new(&vs.root(), shape);
-    net.set_normalization(&vec![127.0; 3 * size * size], &[1.0 / 64.0; 3]);
-    let mut sgd = Sgd::new(&vs, 0.9, 2e-4);
+    // Rust: the training step `train` runs (batches come from another thread, so they cost nothing
+    // here), in the original LRN layout, as the PyTorch side has it, unless `norm` says otherwise.
     let x = Tensor::rand([batch as i64, 3, size as i64, size as i64], (Kind::Float, Device::Cpu)) * 255.0;
     let y = Tensor::randint(2, [batch as i64], (Kind::Int64, Device::Cpu));
-    let mut rust = |precision: TrainPrecision| {
+    let rust_in = |precision: TrainPrecision, norm: Norm| {
+        tch::manual_seed(0);
+        let vs = nn::VarStore::new(Device::Cpu);
+        let shape = NetShape {
+            input_size: size as i64,
+            channels: 3,
+            classes: 2,
+            norm,
+        };
+        let mut net = GoogLeNet::new(&vs.root(), shape);
+        net.set_normalization(&vec![127.0; 3 * size * size], &[1.0 / 64.0; 3]);
+        let mut sgd = Sgd::new(&vs, 0.9, 2e-4);
         let mut step = || {
             let loss = training::loss(&net.logits_in(&x, true, precision.kind()), &y, None);
             sgd.backward_step(&loss, 0.01);
@@ -103,8 +104,16 @@ fn main() {
         }
         (iters * batch) as f64 / t.elapsed().as_secs_f64()
     };
+    let rust = |precision: TrainPrecision| rust_in(precision, Norm::Lrn);
     let fp32 = rust(TrainPrecision::Fp32);
     println!("{:<32}{fp32:8.2} images/s", "fp32: rust (tch, channels-last)");
+    // The default recipe's layout: a batch normalisation after every convolution, no LRN.
+    let batch_norm = rust_in(TrainPrecision::Fp32, Norm::Batch);
+    println!(
+        "{:<32}{batch_norm:8.2} images/s   batch norm / LRN {:5.2}x",
+        "fp32: rust, --norm batch",
+        batch_norm / fp32
+    );
     // The default layout, as a typical script runs it, then channels-last, as `train` runs it.
     for (label, extra) in [
         ("fp32: pytorch", &[][..]),
@@ -125,6 +134,12 @@ fn main() {
         "{:<32}{bf16:8.2} images/s   bf16 / fp32 {:5.2}x",
         "bf16: rust (tch, channels-last)",
         bf16 / fp32
+    );
+    let bf16_batch_norm = rust_in(TrainPrecision::Bf16, Norm::Batch);
+    println!(
+        "{:<32}{bf16_batch_norm:8.2} images/s   batch norm / LRN {:5.2}x",
+        "bf16: rust, --norm batch",
+        bf16_batch_norm / bf16
     );
     compare(
         "bf16: pytorch autocast, c-l",

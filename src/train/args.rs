@@ -105,9 +105,9 @@ pub struct Args {
     pub threads: Option<usize>,
 
     // The recipe (`crate::recipe`) and the profile-level threshold (`crate::profiles`).
-    /// The training recipe: `default` (warm-up and cosine, photo augmentation, label smoothing,
-    /// early stopping) or `original` (the classic experiment, exactly). The flags below override
-    /// its parts one by one.
+    /// The training recipe: `default` (batch normalisation, AdamW with warm-up and cosine, label
+    /// smoothing, early stopping) or `original` (the classic experiment, exactly). The flags below
+    /// override its parts one by one.
     #[arg(long, value_enum, default_value_t = RecipeName::Default)]
     pub recipe: RecipeName,
     /// Optimizer: `adam` (AdamW) or `sgd` (with `--momentum`; the original's).
@@ -119,15 +119,16 @@ pub struct Args {
     /// Fraction of the iterations spent warming the learning rate up (`--schedule cosine`).
     #[arg(long, default_value_t = 0.05)]
     pub warmup_fraction: f64,
-    /// Training augmentation: `photo` (scale and aspect crops, rotation, brightness and contrast,
-    /// mirror) or `crop-mirror` (the original).
+    /// Training augmentation: `crop-mirror` (random crops and mirrors, both recipes') or `photo`
+    /// (scale and aspect crops, rotation, brightness and contrast, mirror).
     #[arg(long, value_enum)]
     pub augment: Option<Augment>,
     /// Label smoothing in [0, 0.5) (default: 0.1, 0 with `--recipe original`).
     #[arg(long)]
     pub label_smoothing: Option<f64>,
-    /// Stop after this many epochs without a lower validation loss; 0 runs every epoch
-    /// (default: 5, 0 with `--recipe original`).
+    /// Stop after this many epochs without a lower validation loss, counted from the first epoch
+    /// at half the peak learning rate or less; 0 runs every epoch (default: 5, 0 with `--recipe
+    /// original`).
     #[arg(long)]
     pub patience: Option<usize>,
     /// How the network normalises its activations: `batch` (batch normalisation after every
@@ -393,7 +394,7 @@ mod tests {
         assert_eq!(d.schedule, Schedule::Cosine { warmup_fraction: 0.05 });
         assert_eq!(
             (d.augment, d.label_smoothing, d.patience, d.base_lr),
-            (Augment::Photo, 0.1, 5, 0.001)
+            (Augment::CropMirror, 0.1, 5, 0.001)
         );
         assert_eq!(d.optimizer, OptimizerKind::Adam);
         assert_eq!(parse(&[]).norm(), Norm::Batch);

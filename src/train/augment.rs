@@ -1,5 +1,7 @@
-//! Photo augmentation for training (`--augment photo`, the default recipe's): each training image is
-//! a new view of its cached square, so a few thousand photos stand for many more.
+//! Photo augmentation for training (`--augment photo`): each training image is a new view of its
+//! cached square, so a few thousand photos stand for many more. Neither recipe uses it by default:
+//! on the quality benchmark's photos the resampled views lost to plain crops and mirrors within 15
+//! epochs (README, quality).
 //!
 //! One affine map per image takes the network input back into the square: a region of 60% to 100% of
 //! the square's area with an aspect ratio between 3:4 and 4:3 (a scale and aspect crop), rotated by up

@@ -390,7 +390,8 @@ fn ended(end: FitEnd, state: &State, ckpt: &Checkpoint, patience: usize) -> Outc
         FitEnd::Completed => Outcome::Completed,
         FitEnd::EarlyStopped => {
             eprintln!(
-                "stopped after epoch {}: the validation loss has not improved for {patience} epochs (--patience)",
+                "stopped after epoch {}: the validation loss has not improved for {patience} epochs at half the peak \
+                 learning rate or less (--patience)",
                 state.epoch
             );
             Outcome::EarlyStopped

@@ -332,7 +332,8 @@ impl Fit<'_> {
         let mut end = FitEnd::Completed;
         while state.epoch < hyper.epochs {
             let val_losses: Vec<f64> = state.history.iter().map(|r| r.val.loss).collect();
-            if !val.is_empty() && recipe::patience_exhausted(&val_losses, hyper.patience) {
+            let counted_from = recipe::first_counted_epoch(&hyper.schedule, hyper.base_lr, hyper.epochs, steps);
+            if !val.is_empty() && recipe::patience_exhausted(&val_losses, hyper.patience, counted_from) {
                 end = FitEnd::EarlyStopped;
                 break;
             }

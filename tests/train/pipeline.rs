@@ -101,7 +101,7 @@ fn trains_to_high_accuracy_and_exports_a_calibrated_model_with_its_threshold() {
     assert_eq!(rows.last().unwrap()[0], rows.len().to_string());
     if rows.len() < epochs {
         assert_eq!(report["outcome"], "early_stopped");
-        assert!(err.contains("has not improved for 5 epochs (--patience)"), "{err}");
+        assert!(err.contains("has not improved for 5 epochs at half the peak"), "{err}");
     } else {
         assert_eq!(report["outcome"], "completed");
     }
