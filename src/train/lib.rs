@@ -183,6 +183,10 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         };
         let end = fit.run(&mut sgd, &mut state, &mut console::Console::new())?;
         outcome = ended(end, &state, &ckpt, hyper.patience);
+    } else {
+        // An untrained model still gets the statistics of its batch normalisations: without them
+        // every layer passes its input through unnormalised and every photo scores about 0.5.
+        training::measure_statistics(&net, &train, &recipe, hyper.batch_size, args.seed, device);
     }
 
     // Calibration on the validation split, with the weights of the best epoch (fit restored them).

@@ -27,6 +27,18 @@ pub const MEAN: &str = "normalize.mean";
 /// Name of the per-channel scale in the var store: `[1, C, 1, 1]`.
 pub const SCALE: &str = "normalize.scale";
 
+/// How one forward pass runs.
+#[derive(Debug, Clone, Copy)]
+struct Pass {
+    /// Training mode: dropout on, and batch normalisation with the batch's own statistics, moving
+    /// the running ones towards them.
+    train: bool,
+    /// The arithmetic of the network's body ([`crate::mixed`]).
+    compute: Kind,
+    /// The weight of this batch in the running statistics (training mode only).
+    momentum: f64,
+}
+
 /// One built step of the network: a [`Layer`] (or an inception branch's [`Step`]) with its parameters.
 enum Block {
     /// Convolution, batch normalisation in the [`Norm::Batch`] layout, and ReLU: the parameters and
@@ -50,7 +62,8 @@ impl Block {
     /// Applies this block to `x`; `train` enables dropout; convolutions run in `compute` precision
     /// (their fp32 weights cast on the way, so gradients reach the fp32 weights), and the network's
     /// end (pooling to features, dropout, the classifier) in fp32.
-    fn forward(&self, x: &Tensor, train: bool, compute: Kind) -> Tensor {
+    fn forward(&self, x: &Tensor, pass: Pass) -> Tensor {
+        let Pass { train, compute, .. } = pass;
         match self {
             Block::Conv(c, bn, spec) => {
                 let ws = c.ws.to_kind(compute);
@@ -72,7 +85,7 @@ impl Block {
                         Some(&bn.running_mean),
                         Some(&bn.running_var),
                         train,
-                        googlenet::BATCH_NORM_MOMENTUM,
+                        pass.momentum,
                         googlenet::BATCH_NORM_EPS,
                         true,
                     ),
@@ -91,7 +104,7 @@ impl Block {
             ),
             Block::Lrn => lrn(x, &googlenet::LRN),
             Block::Inception(branches) => {
-                let ends: Vec<Tensor> = branches.iter().map(|b| forward_all(b, x, train, compute)).collect();
+                let ends: Vec<Tensor> = branches.iter().map(|b| forward_all(b, x, pass)).collect();
                 Tensor::cat(&ends, 1)
             }
             Block::GlobalAvgPool => x.to_kind(Kind::Float).adaptive_avg_pool2d([1, 1]).flatten(1, -1),
@@ -102,10 +115,10 @@ impl Block {
 }
 
 /// Applies `blocks` one after the other.
-fn forward_all(blocks: &[Block], x: &Tensor, train: bool, compute: Kind) -> Tensor {
+fn forward_all(blocks: &[Block], x: &Tensor, pass: Pass) -> Tensor {
     blocks
         .iter()
-        .fold(x.shallow_clone(), |x, block| block.forward(&x, train, compute))
+        .fold(x.shallow_clone(), |x, block| block.forward(&x, pass))
 }
 
 /// The trainable network.
@@ -234,6 +247,11 @@ impl GoogLeNet {
         }
     }
 
+    /// The network's normalisation layout.
+    pub fn norm(&self) -> Norm {
+        self.shape.norm
+    }
+
     /// Sets the input normalisation: `mean` is a `[C, S, S]` mean image, `scale` one factor per channel.
     pub fn set_normalization(&mut self, mean: &[f32], scale: &[f32]) {
         let (c, s) = (self.shape.channels, self.shape.input_size);
@@ -266,8 +284,44 @@ impl GoogLeNet {
     /// input normalisation and the network's end stay in fp32, and the weights stay fp32 in the var
     /// store (cast for each use), as PyTorch's autocast does.
     pub fn logits_in(&self, pixels: &Tensor, train: bool, compute: Kind) -> Tensor {
-        let x = ((channels_last(pixels) - &self.mean) * &self.scale).to_kind(compute);
-        forward_all(&self.blocks, &x, train, compute)
+        let pass = Pass {
+            train,
+            compute,
+            momentum: googlenet::BATCH_NORM_MOMENTUM,
+        };
+        self.forward(pixels, pass)
+    }
+
+    /// The logits of `pixels` under `pass`.
+    fn forward(&self, pixels: &Tensor, pass: Pass) -> Tensor {
+        let x = ((channels_last(pixels) - &self.mean) * &self.scale).to_kind(pass.compute);
+        forward_all(&self.blocks, &x, pass)
+    }
+
+    /// Measures the running statistics of the batch normalisations afresh, with the current
+    /// weights, on `batches` of raw pixels: each running mean and variance becomes the average of
+    /// its per-batch figures over them (fp32, no gradients). Does nothing in the other layouts.
+    ///
+    /// Training moves those statistics by a tenth a step, so after the few dozen steps of a small
+    /// run they still carry the initial 0 and 1 and the statistics of weights since changed, and
+    /// evaluation (which uses them, as the export does) scores with a network that never existed: a
+    /// few hundred photos at batch 16 then validated at chance for the first epochs. `train` calls
+    /// this before every validation and before exporting an untrained model.
+    pub fn measure_statistics(&self, batches: impl IntoIterator<Item = Tensor>) {
+        if self.shape.norm != Norm::Batch {
+            return;
+        }
+        tch::no_grad(|| {
+            for (k, x) in batches.into_iter().enumerate() {
+                // The first batch replaces the statistics, the k-th weighs 1/k: a plain average.
+                let pass = Pass {
+                    train: true,
+                    compute: Kind::Float,
+                    momentum: 1.0 / (k + 1) as f64,
+                };
+                let _ = self.forward(&x, pass);
+            }
+        });
     }
 
     /// Class probabilities in evaluation mode: softmax of the logits divided by `temperature`,

@@ -283,14 +283,23 @@ mod tests {
         let later = [&losses[..], &[0.35, 0.35, 0.35]].concat();
         assert!(!patience_exhausted(&later, 5, from), "4 counted epochs");
         let later = [&later[..], &[0.35]].concat();
-        assert!(patience_exhausted(&later, 5, from), "5 counted epochs without a new best");
+        assert!(
+            patience_exhausted(&later, 5, from),
+            "5 counted epochs without a new best"
+        );
         // A new best inside the counted epochs restarts the count.
         let improved = [&losses[..], &[0.35, 0.32, 0.33, 0.33, 0.33]].concat();
         assert!(!patience_exhausted(&improved, 5, from));
         // The step schedule counts from its first step down; a constant rate never counts.
-        let step = Schedule::Step { fraction: 0.33, gamma: 0.1 };
+        let step = Schedule::Step {
+            fraction: 0.33,
+            gamma: 0.1,
+        };
         assert_eq!(first_counted_epoch(&step, 0.01, 30, 10), 9);
-        let flat = Schedule::Step { fraction: 1.0, gamma: 0.1 };
+        let flat = Schedule::Step {
+            fraction: 1.0,
+            gamma: 0.1,
+        };
         assert_eq!(first_counted_epoch(&flat, 0.01, 30, 10), 30);
     }
 }

@@ -20,6 +20,7 @@ use tch::{Device, Kind, Tensor};
 use crate::augment;
 use crate::checkpoint::{self, Best, Checkpoint, Partial, State};
 use crate::data::Sample;
+use crate::googlenet::Norm;
 use crate::mixed::{GradScaler, TrainPrecision};
 use crate::model::GoogLeNet;
 use crate::optimizer::Optimizer;
@@ -156,6 +157,35 @@ pub fn evaluate(net: &GoogLeNet, samples: &[&Sample], recipe: &Recipe, batch_siz
         loss: loss / samples.len() as f64,
         accuracy: correct as f64 / samples.len() as f64,
     }
+}
+
+/// Most training images [`measure_statistics`] runs through the network before a validation.
+pub const STATISTICS_IMAGES: usize = 512;
+
+/// Measures the batch normalisations' running statistics with the current weights
+/// ([`GoogLeNet::measure_statistics`]) on the centre crops of up to [`STATISTICS_IMAGES`] training
+/// images, spread evenly over the split and put in an order seeded by `seed` (so every batch mixes
+/// the classes), in batches of `batch_size` (a last batch of one image left out). Costs a forward
+/// pass of those images; does nothing in the layouts without batch normalisation.
+pub fn measure_statistics(
+    net: &GoogLeNet,
+    train: &[&Sample],
+    recipe: &Recipe,
+    batch_size: usize,
+    seed: u64,
+    device: Device,
+) {
+    if net.norm() != Norm::Batch || train.len() < 2 {
+        return;
+    }
+    let every = train.len().div_ceil(STATISTICS_IMAGES).max(1);
+    let mut picked: Vec<&Sample> = train.iter().step_by(every).copied().collect();
+    picked.shuffle(&mut StdRng::seed_from_u64(seed));
+    let batches = picked
+        .chunks(batch_size.max(2))
+        .filter(|chunk| chunk.len() > 1)
+        .map(|chunk| batch(chunk, recipe, None, device).0);
+    net.measure_statistics(batches);
 }
 
 /// Balanced class weights for unbalanced folders: `n / (classes * n_c)` for each class, so every
@@ -367,7 +397,10 @@ impl Fit<'_> {
                         stopped_at = Some(step);
                         break;
                     }
-                    if x.size()[0] == 0 {
+                    // Batch normalisation needs two images for a batch's statistics (one image at the
+                    // last stage of input 32 is a single value a channel): an epoch's last batch of
+                    // one image is skipped in that layout; the order changes each epoch.
+                    if x.size()[0] == 0 || (x.size()[0] == 1 && net.norm() == Norm::Batch) {
                         continue;
                     }
                     tch::manual_seed(mix(hyper.seed, epoch, step + 1) as i64 & i64::MAX);
@@ -404,6 +437,7 @@ impl Fit<'_> {
                 end = FitEnd::Interrupted;
                 break;
             }
+            measure_statistics(net, train, recipe, batch_size, hyper.seed, device);
             let val_metrics = evaluate(net, val, recipe, batch_size, device);
             let report = EpochReport {
                 epoch: epoch + 1,

@@ -69,7 +69,8 @@ fn the_default_recipe_learns_a_few_hundred_photos_and_thresholds_profiles() {
     assert!(accuracy >= 0.8 && auc >= 0.9, "accuracy {accuracy}, ROC AUC {auc}");
     assert_eq!(r["warnings"], serde_json::json!([]), "{}", r["warnings"]);
     assert_eq!(r["settings"]["recipe"], "default");
-    assert_eq!(r["settings"]["augment"], "photo");
+    assert_eq!(r["settings"]["augment"], "crop-mirror");
+    assert_eq!(r["settings"]["norm"], "batch");
 
     let th = &r["threshold"];
     assert_eq!(th["chosen_by"]["policy"], "max_profile_like_f1");
