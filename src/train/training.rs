@@ -49,7 +49,8 @@ pub struct Hyper {
     pub augment: Augment,
     /// Weight of the uniform target mixed into the one-hot target (0: hard targets).
     pub label_smoothing: f64,
-    /// Stop after this many epochs without a lower validation loss (0: run every epoch).
+    /// Stop after this many epochs without a lower validation loss, counted from the first epoch at
+    /// half the peak learning rate or less ([`recipe::first_counted_epoch`]; 0: run every epoch).
     pub patience: usize,
     /// Which validation figure picks the exported epoch.
     pub best_by: recipe::BestBy,
