@@ -359,11 +359,12 @@ impl Fit<'_> {
         let weights = hyper
             .class_weights
             .map(|w| Tensor::from_slice(&w).to_kind(Kind::Float).to_device(device));
+        // Patience counts from this epoch on: the schedule is fixed for the run.
+        let counted_from = recipe::first_counted_epoch(&hyper.schedule, hyper.base_lr, hyper.epochs, steps);
         let mut epochs_run = 0;
         let mut end = FitEnd::Completed;
         while state.epoch < hyper.epochs {
             let val_losses: Vec<f64> = state.history.iter().map(|r| r.val.loss).collect();
-            let counted_from = recipe::first_counted_epoch(&hyper.schedule, hyper.base_lr, hyper.epochs, steps);
             if !val.is_empty() && recipe::patience_exhausted(&val_losses, hyper.patience, counted_from) {
                 end = FitEnd::EarlyStopped;
                 break;
